@@ -1,0 +1,66 @@
+"""nbtasks: define tasks in notebook cells, compose them, run them on a cluster.
+
+Layout (dependencies point down only):
+    ui/       progress renderers (text now; widgets)  — observe runs
+    cluster/  ipyparallel engines: start/connect, dispatch, chunking
+    core/     Task and compositions, params, Run, the asynchronous driver
+
+This module only re-exports names; the cluster layer (ipyparallel) is
+imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from ._version import __version__
+from .core import (
+    ContainerTask,
+    FunctionTask,
+    MapReduceTask,
+    NbtasksError,
+    ParallelTask,
+    Range,
+    RemoteTraceback,
+    Run,
+    RunFailed,
+    RunState,
+    Task,
+    TaskDefinitionError,
+    UnitError,
+    UnitState,
+    task,
+)
+from .core import run as _run_module
+
+__all__ = [
+    "__version__",
+    "task", "Task", "FunctionTask",
+    "ContainerTask", "ParallelTask", "MapReduceTask",
+    "Range", "Run", "RunState", "UnitState",
+    "Cluster", "ClusterError",
+    "NbtasksError", "TaskDefinitionError", "UnitError", "RunFailed", "RemoteTraceback",
+]
+
+_LAZY = {"Cluster": "nbtasks.cluster", "ClusterError": "nbtasks.cluster"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'nbtasks' has no attribute {name!r}")
+
+
+def _default_cluster() -> Any:
+    return importlib.import_module("nbtasks.cluster").Cluster.default()
+
+
+def _wait_with_progress(run: Run, timeout: float | None) -> None:
+    importlib.import_module("nbtasks.ui.text").wait_with_progress(run, timeout)
+
+
+_run_module.set_default_backend(_default_cluster)
+Run.progress_waiter = staticmethod(_wait_with_progress)

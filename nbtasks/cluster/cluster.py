@@ -1,0 +1,271 @@
+"""``Cluster``: a local ipyparallel cluster started on demand, or an existing one.
+
+Start-up is tuned for notebooks: ipyparallel's default heartbeat period (3 s)
+delays engine registration by seconds, so a cluster we start uses a 100 ms
+period (engines then register in about a second) and keeps the nanny, which
+gives a prompt death notice and lets cancel interrupt a running unit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import enum
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+from .._version import __version__
+from ..core.errors import NbtasksError
+from .dispatcher import Dispatcher
+
+__all__ = ["Cluster", "ClusterError", "ClusterState"]
+
+log = logging.getLogger("nbtasks")
+
+FAST_CONTROLLER = ["--HeartMonitor.period=100", "--HeartMonitor.max_heartmonitor_misses=50", "--nodb"]
+
+
+class ClusterError(NbtasksError, RuntimeError):
+    """The cluster cannot run nbtasks work (not reachable, engines unfit)."""
+
+
+class ClusterState(str, enum.Enum):
+    NEW = "new"
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+class Cluster:
+    """A set of ipyparallel engines that runs nbtasks units.
+
+    ``Cluster(n)`` describes a local cluster of ``n`` engines (the core count by
+    default) that starts on first use, or at ``start()`` / ``with``.
+    ``Cluster.connect(...)`` attaches to one that is already running.
+    """
+
+    _default: "Cluster | None" = None
+    _default_lock = threading.Lock()
+
+    def __init__(self, n: int | None = None, *, engine_timeout: float = 60.0, **ipp_options: Any) -> None:
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise ValueError(f"Cluster(n=...) must be a positive int, got {n!r}")
+        self.n = n or os.cpu_count() or 1
+        self.engine_timeout = engine_timeout
+        self.ipp_options = ipp_options
+        self.state = ClusterState.NEW
+        self.client: Any = None
+        self._ipp: Any = None  # the ipyparallel.Cluster we started, if any
+        self._owned = True
+        self._checked: set[int] = set()
+        self._start_lock = threading.Lock()
+        self._start_error: BaseException | None = None
+        self._dispatcher = Dispatcher(self)
+
+    # -- life cycle ---------------------------------------------------------------
+    @classmethod
+    def default(cls) -> "Cluster":
+        """The kernel's shared local cluster, made on first use and kept for its life."""
+        with cls._default_lock:
+            if cls._default is None or cls._default.state in (ClusterState.STOPPED, ClusterState.FAILED):
+                cls._default = cls()
+            return cls._default
+
+    @classmethod
+    def connect(cls, profile: str | None = None, cluster_id: str | None = None,
+                connection_file: str | os.PathLike | None = None, timeout: float = 10.0,
+                n: int | None = None) -> "Cluster":
+        """Attach to a running ipyparallel cluster (by profile, cluster id or connection file).
+
+        Waits up to ``timeout`` seconds for ``n`` engines (at least one), then
+        checks that every engine has this version of nbtasks.
+        """
+        import ipyparallel as ipp
+
+        self = cls.__new__(cls)
+        cls.__init__(self, n)
+        self._owned = False
+        self.state = ClusterState.STARTING
+        try:
+            if connection_file is not None:
+                client = ipp.Client(str(connection_file), timeout=timeout)
+            else:
+                client = ipp.Client(profile=profile, cluster_id=cluster_id or "", timeout=timeout)
+            self.client = client
+            self._wait_for_engines(n or 1, timeout)
+            self._check_engines(client.ids)
+        except ClusterError:
+            self._fail_start()
+            raise
+        except Exception as exc:
+            self._fail_start()
+            raise ClusterError(f"cannot connect to the ipyparallel cluster "
+                               f"({connection_file or profile or cluster_id or 'default profile'}): {exc}") from exc
+        self.state = ClusterState.RUNNING
+        return self
+
+    def start(self) -> "Cluster":
+        """Start (or wait for) the engines; returns self. Safe from any thread, idempotent."""
+        self._ensure_started()
+        return self
+
+    def _ensure_started(self) -> None:
+        with self._start_lock:
+            if self.state is ClusterState.RUNNING:
+                return
+            if self.state is ClusterState.FAILED and self._start_error is not None:
+                raise ClusterError(f"{self!r} failed to start: {self._start_error}") from self._start_error
+            if self.state is ClusterState.STOPPED:
+                raise ClusterError(f"{self!r} is stopped")
+            self.state = ClusterState.STARTING
+            try:
+                _in_plain_thread(self._start_local)
+            except BaseException as exc:
+                self._start_error = exc
+                self._fail_start()
+                if isinstance(exc, ClusterError):
+                    raise
+                raise ClusterError(f"could not start a local cluster of {self.n} engines: {exc}") from exc
+            self.state = ClusterState.RUNNING
+
+    def _start_local(self) -> None:
+        import ipyparallel as ipp
+        from traitlets.config import Config
+
+        options = dict(self.ipp_options)
+        config = options.pop("config", None) or Config()
+        config.LocalEngineSetLauncher.delay = 0
+        controller_args = list(options.pop("controller_args", [])) + FAST_CONTROLLER
+        self._ipp = ipp.Cluster(n=self.n, delay=0, controller_args=controller_args, config=config,
+                                log_level=logging.WARNING, **options)
+        self.client = self._ipp.start_and_connect_sync(activate=False)
+        atexit.register(self.stop)
+        self._wait_for_engines(self.n, self.engine_timeout)
+        self._check_engines(self.client.ids)
+
+    def _wait_for_engines(self, n: int, timeout: float) -> None:
+        try:
+            self.client.wait_for_engines(n, timeout=timeout, block=True)
+        except Exception as exc:
+            raise ClusterError(f"only {len(self.client.ids)} of {n} engine(s) registered within "
+                               f"{timeout:g}s") from exc
+
+    def _check_engines(self, ids: list[int], timeout: float = 15.0) -> None:
+        """Every engine must import nbtasks at our version, or no work goes there."""
+        ids = [i for i in ids if i not in self._checked]
+        if not ids:
+            return
+        view = self.client.direct_view(targets=ids)
+        code = "import nbtasks as _nbtasks_probe\n_nbtasks_version = _nbtasks_probe.__version__"
+        try:
+            view.execute(code, block=False).get(timeout)
+            versions = view.pull("_nbtasks_version", block=False).get(timeout)
+        except Exception as exc:
+            ename = getattr(exc, "ename", None) or getattr(getattr(exc, "elist", [[None]])[0], "__getitem__", lambda i: None)(0)
+            text = str(exc)
+            if "ModuleNotFoundError" in text or "ImportError" in text or ename in ("ModuleNotFoundError", "ImportError"):
+                raise ClusterError(f"engine(s) {ids} cannot import nbtasks: install nbtasks {__version__} "
+                                   f"in the engines' Python environment ({text.strip().splitlines()[-1]})") from exc
+            raise ClusterError(f"engine(s) {ids} did not answer the nbtasks check within {timeout:g}s: "
+                               f"{exc}") from exc
+        wrong = {e: v for e, v in zip(ids, versions) if v != __version__}
+        if wrong:
+            raise ClusterError(f"engine(s) run another nbtasks version than this client ({__version__}): "
+                               + ", ".join(f"engine {e} has {v}" for e, v in wrong.items()))
+        self._checked.update(ids)
+
+    def _usable_engines(self) -> list[int]:
+        """Registered engines that passed the version check (new ones are checked here)."""
+        ids = list(self.client.ids)
+        fresh = [i for i in ids if i not in self._checked]
+        if fresh:
+            try:
+                self._check_engines(fresh)
+            except ClusterError as exc:
+                log.warning("nbtasks: not using engine(s) %s: %s", fresh, exc)
+        return [i for i in ids if i in self._checked]
+
+    def _fail_start(self) -> None:
+        self.state = ClusterState.FAILED
+        self._close_client()
+        if self._ipp is not None:
+            try:
+                self._ipp.stop_cluster_sync()
+            except Exception:
+                log.debug("stopping a half-started cluster failed", exc_info=True)
+
+    def _close_client(self) -> None:
+        if self.client is not None:
+            try:
+                self.client.close()
+            except Exception:
+                log.debug("closing the ipyparallel client failed", exc_info=True)
+
+    def stop(self) -> None:
+        """Fail unfinished runs, close the client, stop engines nbtasks started."""
+        if self.state is ClusterState.STOPPED:
+            return
+        self._dispatcher.stop()
+        self._close_client()
+        if self._owned and self._ipp is not None:
+            try:
+                _in_plain_thread(self._ipp.stop_cluster_sync)
+            except Exception:
+                log.warning("nbtasks: stopping the local cluster failed", exc_info=True)
+        self.state = ClusterState.STOPPED
+        atexit.unregister(self.stop)
+
+    def __enter__(self) -> "Cluster":
+        return self.start()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop()
+
+    # -- the backend protocol -----------------------------------------------------------
+    def start_run(self, run: Any) -> None:
+        if self.state in (ClusterState.STOPPED, ClusterState.FAILED) and self._owned is False:
+            raise ClusterError(f"{self!r} is {self.state.value}")
+        self._dispatcher.post("run", run)
+
+    def cancel_run(self, run: Any, reason: str) -> None:
+        if not self._dispatcher._stopped:
+            self._dispatcher.post("cancel", run, reason)
+
+    # -- looking at it ---------------------------------------------------------------------
+    @property
+    def engines(self) -> list[int]:
+        return [] if self.client is None else list(self.client.ids)
+
+    @property
+    def profile_dir(self) -> str | None:
+        return None if self._ipp is None else self._ipp.profile_dir
+
+    @property
+    def cluster_id(self) -> str | None:
+        return None if self._ipp is None else self._ipp.cluster_id
+
+    def __repr__(self) -> str:
+        where = "local" if self._owned else "connected"
+        return f"<nbtasks.Cluster {where} {self.state.value}, {len(self.engines)}/{self.n} engines>"
+
+
+def _in_plain_thread(fn: Any) -> Any:
+    """Run ``fn`` in a thread without an event loop (ipyparallel's *_sync
+    helpers refuse to run inside a running loop, as in a notebook cell)."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="nbtasks-cluster", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")

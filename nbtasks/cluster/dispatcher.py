@@ -1,0 +1,400 @@
+"""The dispatch thread: cuts unit requests into chunks and keeps engines busy.
+
+    Run ──start_run──> inbox ──> [dispatch thread] ── Evaluation (core)
+                                   │   UnitRequest ─> Stream (per run × leaf)
+                                   │   Stream ─cut─> Chunk ─apply_async─> engine k
+    engine reply ─ipyparallel IO thread─> inbox ("done", chunk)
+
+One thread owns all mutable dispatch state (streams, slots, counters), so
+nothing here takes a lock; other threads only put messages in the inbox.
+Chunks go to a chosen engine through a DirectView (not ipyparallel's task
+scheduler): we know where every unit is, which is what cancel and engine
+loss need, and a small per-engine queue (``depth``) hides the round trip.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import logging
+import queue
+import signal
+import threading
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from ..core.errors import RemoteTraceback, UnitError
+from ..core.evaluate import Evaluation, UnitRequest
+from ..core.records import ChunkRecord
+from ..core.run import Run
+from ..core.serialize import dumps, loads
+from .batching import ChunkSizer
+from .engine import run_chunk
+
+if TYPE_CHECKING:
+    from .cluster import Cluster
+
+log = logging.getLogger("nbtasks")
+
+__all__ = ["Dispatcher"]
+
+MAX_ATTEMPTS = 3  # a chunk whose engine died or was interrupted this often fails
+
+
+class Stream:
+    """Units of one leaf node of one run that wait for an engine."""
+
+    def __init__(self, evaluation: Evaluation, request: UnitRequest) -> None:
+        self.evaluation = evaluation
+        self.node = request.node
+        self.token = uuid.uuid4().hex
+        task = request.node.task
+        self.blob = dumps((task, request.mode, request.params, request.extra), f"task {task.name!r}")
+        self.segments: collections.deque[list] = collections.deque()  # [request, next, stop]
+        self.pending = 0
+        self.sizer = ChunkSizer()
+        self.in_flight = 0
+
+    def add(self, request: UnitRequest, start: int = 0, stop: int | None = None) -> None:
+        stop = len(request.inputs) if stop is None else stop
+        if stop > start:
+            self.segments.append([request, start, stop])
+            self.pending += stop - start
+
+    def cut(self, size: int) -> list[tuple[UnitRequest, int, int]]:
+        parts = []
+        while size > 0 and self.segments:
+            seg = self.segments[0]
+            request, start, stop = seg
+            take = min(size, stop - start)
+            parts.append((request, start, start + take))
+            seg[1] = start + take
+            if seg[1] == stop:
+                self.segments.popleft()
+            size -= take
+            self.pending -= take
+        return parts
+
+
+class Chunk:
+    __slots__ = ("id", "stream", "parts", "engine", "ar", "n", "attempts", "sent")
+
+    def __init__(self, id: int, stream: Stream, parts: list, engine: int, attempts: int = 0) -> None:
+        self.id = id
+        self.stream = stream
+        self.parts = parts
+        self.engine = engine
+        self.n = sum(stop - start for _, start, stop in parts)
+        self.attempts = attempts
+        self.ar: Any = None
+        self.sent = time.monotonic()
+
+
+class Dispatcher:
+    depth = 2  # chunks queued per engine: one running, one ready to start
+
+    def __init__(self, cluster: "Cluster") -> None:
+        self.cluster = cluster
+        self.inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self.streams: collections.deque[Stream] = collections.deque()
+        self.stream_of: dict[tuple[str, int], Stream] = {}
+        self.evaluations: dict[str, Evaluation] = {}
+        self.flight: dict[int, list[Chunk]] = collections.defaultdict(list)  # engine -> chunks, oldest first
+        self.cancelled: set[str] = set()
+        self._ids = itertools.count()
+        self._views: dict[int, Any] = {}
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._stopped = False
+
+    # -- called from any thread ---------------------------------------------------
+    def post(self, *message: Any) -> None:
+        if self._stopped:
+            raise RuntimeError(f"{self.cluster!r} is stopped")
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="nbtasks-dispatch", daemon=True)
+                self._thread.start()
+        self.inbox.put(message)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self._thread is not None and not self._stopped:
+            self.inbox.put(("stop",))
+            self._thread.join(timeout)
+        self._stopped = True
+
+    # -- the thread ---------------------------------------------------------------
+    def _loop(self) -> None:
+        while True:
+            waiting = bool(self.streams) or any(self.flight.values())
+            try:
+                message = self.inbox.get(timeout=0.25 if waiting else None)
+            except queue.Empty:
+                message = None
+            messages = [] if message is None else [message]
+            while True:  # drain, so a burst of replies schedules once
+                try:
+                    messages.append(self.inbox.get_nowait())
+                except queue.Empty:
+                    break
+            for message in messages:
+                if message[0] == "stop":
+                    self._shutdown()
+                    return
+                try:
+                    getattr(self, "_on_" + message[0])(*message[1:])
+                except Exception:  # a bug here must not kill the thread and hang every run
+                    log.exception("nbtasks dispatcher failed handling %s", message[0])
+            try:
+                self._schedule()
+            except Exception:
+                log.exception("nbtasks dispatcher failed scheduling")
+
+    def _on_run(self, run: Run) -> None:
+        if run.done():
+            return
+        try:
+            self.cluster._ensure_started()
+        except Exception as exc:
+            run._fail(exc)
+            return
+        evaluation = Evaluation(run, self._enqueue, self._stop_run)
+        self.evaluations[run.id] = evaluation
+        evaluation.start()
+        self._forget_if_over(evaluation)
+
+    def _on_cancel(self, run: Run, reason: str) -> None:
+        evaluation = self.evaluations.get(run.id)
+        if evaluation is not None:
+            evaluation.over = True
+        self._stop_run(run, reason)
+
+    def _on_done(self, chunk: Chunk) -> None:
+        chunks = self.flight.get(chunk.engine, [])
+        if chunk in chunks:
+            chunks.remove(chunk)
+        chunk.stream.in_flight -= 1
+        evaluation = chunk.stream.evaluation
+        try:
+            payload = chunk.ar.get(0)
+        except Exception as exc:
+            self._chunk_lost(chunk, exc)
+            return
+        finally:
+            self._forget_message(chunk)
+        outcome = loads(payload)
+        done_units = min(len(outcome.values), len(outcome.ends))
+        chunk.stream.sizer.observe(done_units, outcome.busy)
+        over = evaluation.over
+        offset = 0
+        for request, start, stop in chunk.parts:
+            node = request.node
+            n = stop - start
+            finished = max(0, min(n, done_units - offset))
+            if over:
+                node.running -= n
+                node.cancelled += n
+                offset += n
+                continue
+            errors: dict[int, UnitError] = {}
+            for i in range(finished):
+                item = outcome.errors.get(offset + i)
+                if item is None:
+                    request.results[start + i] = outcome.values[offset + i]
+                else:
+                    errors[i] = self._unit_error(request, start + i, item, chunk.engine, outcome)
+            node.running -= n
+            node.done += finished - len(errors)
+            node.failed += len(errors)
+            request.failed += len(errors)
+            request.remaining -= finished
+            if finished:
+                evaluation.run._record(ChunkRecord(request, start, start + finished, chunk.engine,
+                                                   outcome, offset, errors))
+            if finished < n:  # interrupted by a signal that was not meant for this run
+                node.queued += n - finished
+                node.retried += n - finished
+                self._requeue(chunk.stream, request, start + finished, stop)
+            offset += n
+            for error in errors.values():
+                evaluation.unit_failed(error)
+                if evaluation.over:
+                    break
+            if request.remaining == 0 and not evaluation.over:
+                evaluation.request_done(request)
+        self._forget_if_over(evaluation)
+
+    # -- helpers ------------------------------------------------------------------
+    def _enqueue(self, request: UnitRequest) -> None:
+        key = (request.run.id, request.node.id)
+        stream = self.stream_of.get(key)
+        if stream is None:
+            stream = self.stream_of[key] = Stream(request.evaluation, request)
+        if stream.pending == 0:
+            self.streams.append(stream)
+        stream.add(request)
+
+    def _requeue(self, stream: Stream, request: UnitRequest, start: int, stop: int) -> None:
+        if stream.pending == 0:
+            self.streams.append(stream)
+        stream.segments.appendleft([request, start, stop])
+        stream.pending += stop - start
+
+    def _chunk_lost(self, chunk: Chunk, exc: BaseException) -> None:
+        """The chunk did not come back: engine died, interrupt, or it could not start."""
+        evaluation = chunk.stream.evaluation
+        for request, start, stop in chunk.parts:
+            request.node.running -= stop - start
+            if evaluation.over:
+                request.node.cancelled += stop - start
+        if evaluation.over:
+            self._forget_if_over(evaluation)
+            return
+        ename = getattr(exc, "ename", type(exc).__name__)
+        if ename not in ("KeyboardInterrupt", "EngineError", "TaskAborted"):
+            # the engine could not even start the chunk (e.g. a module the task needs
+            # is missing there): retrying elsewhere would fail the same way
+            error = RuntimeError(f"task {chunk.stream.node.name!r} could not run on engine {chunk.engine}: "
+                                 f"{ename}: {getattr(exc, 'evalue', exc)}")
+            tb = getattr(exc, "traceback", None)
+            if tb:
+                error.__cause__ = RemoteTraceback(tb)
+            evaluation.fail(error)
+            self._forget_if_over(evaluation)
+            return
+        if chunk.attempts + 1 >= MAX_ATTEMPTS:
+            evaluation.fail(RuntimeError(
+                f"task {chunk.stream.node.name!r}: a chunk of {chunk.n} unit(s) was lost "
+                f"{MAX_ATTEMPTS} times (last on engine {chunk.engine}: {exc})"))
+            self._forget_if_over(evaluation)
+            return
+        log.info("nbtasks: re-queueing %d unit(s) of %r after %s", chunk.n, chunk.stream.node.name, exc)
+        for request, start, stop in reversed(chunk.parts):
+            request.node.queued += stop - start
+            request.node.retried += stop - start
+            self._requeue(chunk.stream, request, start, stop)
+
+    def _unit_error(self, request: UnitRequest, index: int, item: tuple, engine: int, outcome: Any) -> UnitError:
+        summary, tb, exc = item
+        error = UnitError(request.node.name, index, request.inputs[index], summary, tb,
+                          engine, outcome.host, outcome.pid, exc)
+        if exc is not None:
+            if tb:
+                exc.__cause__ = RemoteTraceback(tb)
+            error.__cause__ = exc
+        elif tb:
+            error.__cause__ = RemoteTraceback(tb)
+        return error
+
+    def _stop_run(self, run: Run, reason: str) -> None:
+        """Drop a run's queued units and interrupt its running ones."""
+        self.cancelled.add(run.id)
+        for key in [k for k in self.stream_of if k[0] == run.id]:
+            stream = self.stream_of.pop(key)
+            for request, start, stop in stream.segments:
+                request.node.queued -= stop - start
+                request.node.cancelled += stop - start
+            stream.segments.clear()
+            stream.pending = 0
+        self.streams = collections.deque(s for s in self.streams if s.evaluation.run is not run)
+        client = self.cluster.client
+        for engine, chunks in self.flight.items():
+            mine = [c for c in chunks if c.stream.evaluation.run is run]
+            if not mine:
+                continue
+            queued_ids = [c.ar.msg_ids[0] for c in mine if c is not chunks[0]]
+            if queued_ids:
+                try:
+                    self._view(engine).abort(jobs=queued_ids)
+                except Exception:
+                    log.debug("abort failed", exc_info=True)
+            if chunks[0] in mine:
+                try:
+                    client.send_signal(signal.SIGINT, targets=[engine], block=False)
+                except Exception:
+                    log.debug("interrupt failed", exc_info=True)
+
+    def _forget_if_over(self, evaluation: Evaluation) -> None:
+        run = evaluation.run
+        if evaluation.over and not any(c.stream.evaluation is evaluation
+                                       for cs in self.flight.values() for c in cs):
+            self.evaluations.pop(run.id, None)
+            for key in [k for k in self.stream_of if k[0] == run.id]:
+                del self.stream_of[key]
+            self.cancelled.discard(run.id)
+
+    def _view(self, engine: int) -> Any:
+        view = self._views.get(engine)
+        if view is None:
+            view = self._views[engine] = self.cluster.client.direct_view(targets=engine)
+            view.block = False
+        return view
+
+    def _forget_message(self, chunk: Chunk) -> None:
+        # ipyparallel keeps every msg id forever; drop ours so memory stays flat
+        client = self.cluster.client
+        for msg_id in chunk.ar.msg_ids:
+            client.results.pop(msg_id, None)
+            client.metadata.pop(msg_id, None)
+        if not any(self.flight.values()):
+            client.history.clear()
+            for view in self._views.values():
+                view.history.clear()
+            client.session.digest_history.clear()
+
+    def _schedule(self) -> None:
+        if not self.streams:
+            return
+        engines = self.cluster._usable_engines()
+        if not engines:
+            return
+        for engine in list(self.flight):
+            if engine not in engines and not self.flight[engine]:
+                del self.flight[engine]
+        for _ in range(self.depth):  # breadth first: every engine gets one before any gets two
+            for engine in engines:
+                if not self.streams:
+                    return
+                if len(self.flight[engine]) < self.depth:
+                    self._send_one(engine, len(engines))
+
+    def _send_one(self, engine: int, n_engines: int) -> None:
+        stream = self.streams.popleft()
+        if stream.sizer.per_unit is None and stream.in_flight >= n_engines * self.depth:
+            self.streams.append(stream)  # still probing: wait for a measurement
+            return
+        parts = stream.cut(stream.sizer.size(stream.pending, n_engines))
+        if stream.pending:
+            self.streams.append(stream)
+        inputs = [x for request, start, stop in parts for x in request.inputs[start:stop]]
+        try:
+            blob = dumps(inputs, f"the input of task {stream.node.name!r}")
+        except Exception as exc:
+            self._unpicklable_input(stream, parts, exc)
+            return
+        chunk = Chunk(next(self._ids), stream, parts, engine)
+        for request, start, stop in parts:
+            request.node.queued -= stop - start
+            request.node.running += stop - start
+        chunk.ar = self._view(engine).apply_async(run_chunk, stream.token, stream.blob, blob, parts[0][1])
+        stream.in_flight += 1
+        self.flight[engine].append(chunk)
+        chunk.ar.add_done_callback(lambda _f, c=chunk: self.inbox.put(("done", c)))
+
+    def _unpicklable_input(self, stream: Stream, parts: list, exc: Exception) -> None:
+        evaluation = stream.evaluation
+        for request, start, stop in parts:
+            for index in range(start, stop):
+                try:
+                    dumps(request.inputs[index], f"unit {index} (input of task {stream.node.name!r})")
+                except Exception as unit_exc:
+                    evaluation.fail(unit_exc)
+                    return
+        evaluation.fail(exc)
+
+    def _shutdown(self) -> None:
+        for evaluation in list(self.evaluations.values()):
+            if not evaluation.over:
+                evaluation.fail(RuntimeError(f"{self.cluster!r} was stopped"))
+        self._stopped = True

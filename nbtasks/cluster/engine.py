@@ -1,0 +1,54 @@
+"""Entry points that run on engines. Imported there by reference, so the
+engines need nbtasks installed (checked when a cluster is connected)."""
+
+from __future__ import annotations
+
+import collections
+import pickle
+
+import cloudpickle
+
+from ..core.unitexec import ChunkOutcome, execute_chunk
+
+__all__ = ["run_chunk"]
+
+# pickled task per stream, so a chunk does not unpickle the task again
+_tasks: "collections.OrderedDict[str, tuple]" = collections.OrderedDict()
+_CACHE = 32
+
+
+def _task_for(token: str, blob: bytes) -> tuple:
+    entry = _tasks.get(token)
+    if entry is None:
+        entry = _tasks[token] = cloudpickle.loads(blob)
+        while len(_tasks) > _CACHE:
+            _tasks.popitem(last=False)
+    return entry
+
+
+def _sendable(outcome: ChunkOutcome, task_name: str) -> bytes:
+    """Pickle the outcome; a value or error that cannot travel fails its unit only."""
+    try:
+        return cloudpickle.dumps(outcome)
+    except Exception:
+        pass
+    for i, value in enumerate(outcome.values):
+        try:
+            cloudpickle.dumps(value)
+        except Exception as exc:
+            outcome.values[i] = None
+            outcome.errors[i] = (
+                f"PicklingError: the result of task {task_name!r} ({type(value).__name__}) cannot be "
+                f"pickled to send it back: {exc}", "", None)
+    for i, (summary, tb, exc) in list(outcome.errors.items()):
+        try:
+            cloudpickle.dumps(exc)
+        except Exception:
+            outcome.errors[i] = (summary, tb, None)
+    return cloudpickle.dumps(outcome)
+
+
+def run_chunk(token: str, task_blob: bytes, inputs_blob: bytes, first_index: int) -> bytes:
+    task, mode, params, extra = _task_for(token, task_blob)
+    inputs = pickle.loads(inputs_blob)
+    return _sendable(execute_chunk(task, mode, params, inputs, extra, first_index), task.name)

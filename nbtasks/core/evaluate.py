@@ -1,0 +1,214 @@
+"""Driving a composition asynchronously: the distributed twin of ``_serial``.
+
+    run ──> Evaluation.start ──> eval(node, input, done)
+                                   │ leaf: UnitRequest ──> backend.enqueue
+                                   │        (backend runs chunks on engines and
+                                   │         calls request_done / unit failures)
+                                   └ composite: divide / chain / fan out / shuffle,
+                                     then call ``done(value)``
+
+Everything here runs on the backend's single dispatch thread, so there is
+no locking: continuations are plain callbacks. User code that runs on the
+client (``divide``, ``collect``) is guarded so its errors fail the run with
+the task named.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from .compose import group_pairs, merge_groups
+from .errors import RunFailed, UnitError
+from .nodes import Node
+from .partition import partition_of
+from .run import Run
+from .task import Args
+
+__all__ = ["Evaluation", "UnitRequest"]
+
+_MISSING = object()
+
+
+class UnitRequest:
+    """Run a leaf node on a list of inputs; one entry per unit in ``results``."""
+
+    __slots__ = ("evaluation", "node", "mode", "params", "extra", "inputs", "results",
+                 "remaining", "failed", "on_done", "blob")
+
+    def __init__(self, evaluation: "Evaluation", node: Node, inputs: list,
+                 on_done: Callable[["UnitRequest"], None], mode: str = "call", extra: tuple = ()) -> None:
+        self.evaluation = evaluation
+        self.node = node
+        self.mode = mode
+        self.params = node.task.leaf_params(evaluation.run.params)
+        self.extra = extra
+        self.inputs = inputs
+        self.results: list = [_MISSING] * len(inputs)
+        self.remaining = len(inputs)
+        self.failed = 0
+        self.on_done = on_done
+        self.blob: bytes | None = None  # the pickled task, made once by the backend
+
+    @property
+    def run(self) -> Run:
+        return self.evaluation.run
+
+
+class Evaluation:
+    """The client-side state of one run's composition."""
+
+    def __init__(self, run: Run, enqueue: Callable[[UnitRequest], None],
+                 stop: Callable[[Run, str], None]) -> None:
+        self.run = run
+        self._enqueue = enqueue
+        self._stop = stop
+        self.open_requests = 0
+        self.over = False
+
+    # -- entry points called by the backend ------------------------------------
+    def start(self) -> None:
+        self.run._set_running()
+        self._guard(self.run.tree, lambda: self.eval(self.run.tree, self.run.input, self._root_done))
+        self._check_stalled()
+
+    def request_done(self, request: UnitRequest) -> None:
+        """All units of ``request`` have an outcome (result or failure)."""
+        self.open_requests -= 1
+        if not self.over and request.failed == 0:
+            self._guard(request.node, lambda: request.on_done(request))
+        self._check_stalled()
+
+    def unit_failed(self, error: UnitError) -> None:
+        if self.run.on_error == "raise":
+            self.fail(error)
+
+    def fail(self, exc: BaseException) -> None:
+        if self.over:
+            return
+        self.over = True
+        self.run._fail(exc)
+        self._stop(self.run, f"failed: {exc}")
+
+    # -- the composition -------------------------------------------------------
+    def _root_done(self, value: Any) -> None:
+        if self.over:
+            return
+        self.over = True
+        if self.run.failures:  # on_error="continue": failed branches never reach here
+            self.run._fail(RunFailed(self.run.task.name, self.run.failures))
+        else:
+            self.run._finish(value)
+
+    def _check_stalled(self) -> None:
+        # with on_error="continue" a failed unit stops its branch; once nothing is
+        # left in flight the run is over even though the root never completed
+        if not self.over and self.open_requests == 0:
+            self.fail(RunFailed(self.run.task.name, self.run.failures))
+
+    def _guard(self, node: Node, step: Callable[[], None]) -> None:
+        try:
+            step()
+        except Exception as exc:
+            exc.add_note(f"in {node.kind} task {node.name!r} (run on the client)")
+            self.fail(exc)
+
+    def request(self, node: Node, inputs: list, on_done: Callable[[UnitRequest], None],
+                mode: str = "call", extra: tuple = ()) -> None:
+        req = UnitRequest(self, node, inputs, on_done, mode, extra)
+        node.queued += len(inputs)
+        self.open_requests += 1
+        self._enqueue(req)
+
+    def eval(self, node: Node, input: Any, done: Callable[[Any], None]) -> None:
+        if self.over:
+            return
+        getattr(self, "_eval_" + node.kind)(node, input, done)
+
+    def _eval_leaf(self, node: Node, input: Any, done: Callable[[Any], None]) -> None:
+        self.request(node, [input], lambda req: done(req.results[0]))
+
+    def _eval_sequence(self, node: Node, input: Any, done: Callable[[Any], None]) -> None:
+        steps = node.children
+
+        def step(i: int, value: Any) -> None:
+            if i == len(steps):
+                done(value)
+            else:
+                self.eval(steps[i], value, lambda v: step(i + 1, v))
+
+        step(0, input)
+
+    def _gather(self, nodes: list[Node], inputs: list, finish: Callable[[list], None]) -> None:
+        """Evaluate ``nodes[i]`` on ``inputs[i]`` and call ``finish`` with all results."""
+        results = [_MISSING] * len(inputs)
+        left = [len(inputs)]
+        if not inputs:
+            finish(results)
+            return
+
+        def one(i: int) -> Callable[[Any], None]:
+            def store(value: Any) -> None:
+                results[i] = value
+                left[0] -= 1
+                if left[0] == 0:
+                    finish(results)
+            return store
+
+        for i, (node, value) in enumerate(zip(nodes, inputs)):
+            self.eval(node, value, one(i))
+
+    def _eval_concurrent(self, node: Node, input: Any, done: Callable[[Any], None]) -> None:
+        self._gather(node.children, [input] * len(node.children), lambda rs: done(tuple(rs)))
+
+    def _eval_parallel(self, node: Node, input: Any, done: Callable[[Any], None]) -> None:
+        task, child = node.task, node.children[0]
+        units = task.units(input)
+        finish = lambda results: self._guard(node, lambda: done(task.finish(results)))
+        if child.task.is_leaf and units:
+            self.request(child, units, lambda req: finish(req.results))
+        else:
+            self._gather([child] * len(units), units, finish)
+
+    def _eval_mapreduce(self, node: Node, input: Any, done: Callable[[Any], None]) -> None:
+        task = node.task
+        mapper, reducer = node.children
+        units = task.units(input)
+        combiner = task.combiner
+        cparams = combiner.leaf_params(self.run.params) if combiner else None
+
+        def shuffle(parts: list) -> None:
+            groups: dict = {}
+            for part in parts:
+                merge_groups(groups, part)
+            self._guard(node, lambda: reduce_phase(groups))
+
+        def reduce_phase(groups: dict) -> None:
+            if not groups:
+                done({})
+                return
+            order = {key: i for i, key in enumerate(groups)}
+            finish = lambda pairs: done(dict(sorted(pairs, key=lambda kv: order[kv[0]])))
+            if reducer.task.is_leaf:
+                buckets: list[list] = [[] for _ in range(task.partitions)]
+                for key, values in groups.items():
+                    buckets[partition_of(key, task.partitions)].append((key, values))
+                buckets = [b for b in buckets if b]
+                self.request(reducer, buckets, lambda req: finish([kv for r in req.results for kv in r]),
+                             mode="reduce")
+            else:
+                keys = list(groups)
+                self._gather([reducer] * len(keys), [Args((k, groups[k])) for k in keys],
+                             lambda values: finish(list(zip(keys, values))))
+
+        if mapper.task.is_leaf:
+            if units:
+                self.request(mapper, units, lambda req: shuffle(req.results), mode="map",
+                             extra=(combiner, cparams))
+            else:
+                shuffle([])
+        else:
+            def grouped(results: list) -> None:
+                parts = [group_pairs(mapper.name, pairs, i, combiner, cparams)
+                         for i, pairs in enumerate(results)]
+                shuffle(parts)
+            self._gather([mapper] * len(units), units, lambda rs: self._guard(node, lambda: grouped(rs)))

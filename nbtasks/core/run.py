@@ -1,0 +1,242 @@
+"""``Run``: one submitted task, a ``concurrent.futures.Future`` with progress.
+
+Who writes what: the backend's dispatch thread moves the state, updates
+node counters and appends chunk records; any thread may read snapshots,
+wait, iterate ``as_completed()`` or ``cancel()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+import itertools
+import threading
+import time
+import uuid
+from typing import Any, Callable, Iterator, Mapping, Protocol
+
+from .errors import RunFailed, UnitError
+from .nodes import COUNTS, Node, build_tree
+from .records import ChunkRecord, UnitRecord
+from .serialize import dumps
+from .states import RunState, UnitState, check_transition
+from .task import NOTHING, Task
+
+__all__ = ["Run", "Backend", "start_run", "set_default_backend"]
+
+ON_ERROR = ("raise", "continue")
+
+
+class Backend(Protocol):
+    """What a run needs from whatever executes it (the cluster layer)."""
+
+    def start_run(self, run: "Run") -> None: ...
+    def cancel_run(self, run: "Run", reason: str) -> None: ...
+
+
+_default_backend: Callable[[], Backend] | None = None
+
+
+def set_default_backend(factory: Callable[[], Backend]) -> None:
+    """Register how ``submit()`` without ``cluster=`` finds its backend."""
+    global _default_backend
+    _default_backend = factory
+
+
+class Run(cf.Future):
+    """A task on its way: result, errors, counts, per-unit records, cancel."""
+
+    #: set by the ui layer: ``waiter(run, timeout)`` shows progress while blocking
+    progress_waiter: Callable[["Run", float | None], None] | None = None
+    _ids = itertools.count(1)
+
+    def __init__(self, task: Task, input: Any, params: Mapping[str, Any], on_error: str = "raise",
+                 progress: bool | None = None) -> None:
+        super().__init__()
+        self.id = uuid.uuid4().hex[:12]
+        self.number = next(Run._ids)
+        self.task = task
+        self.input = input
+        self.params = dict(params)
+        self.on_error = on_error
+        self.progress = progress
+        self.tree: Node = build_tree(task)
+        self.nodes: list[Node] = list(self.tree.walk())
+        self.created = time.time()
+        self.started: float | None = None
+        self.finished: float | None = None
+        self.failures: list[UnitError] = []
+        self.cancel_reason: str | None = None
+        self.backend: Backend | None = None
+        self.status_note = "waiting for the cluster"  # "why is this not running?"
+        self._run_state = RunState.PENDING
+        self._chunks: list[ChunkRecord] = []
+        self._progress_cond = threading.Condition()
+
+    # -- state ---------------------------------------------------------------
+    @property
+    def state(self) -> RunState:
+        return self._run_state
+
+    def _move(self, new: RunState) -> bool:
+        with self._condition:
+            if self._run_state is new or self._run_state.finished:
+                return False
+            check_transition(self._run_state, new)
+            self._run_state = new
+            if new is RunState.RUNNING:
+                self.started = time.time()
+                self.status_note = ""
+            elif new.finished:
+                self.finished = time.time()
+        self._notify_progress()
+        return True
+
+    def _set_running(self) -> None:
+        self._move(RunState.RUNNING)
+
+    def _finish(self, result: Any) -> None:
+        if self._move(RunState.DONE):
+            self.set_result(result)
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._move(RunState.FAILED):
+            self.set_exception(exc)
+
+    def _record(self, chunk: ChunkRecord) -> None:
+        with self._progress_cond:
+            self._chunks.append(chunk)
+        if chunk.unit_errors:
+            self.failures.extend(chunk.unit_errors.values())
+        self._notify_progress()
+
+    def _notify_progress(self) -> None:
+        with self._progress_cond:
+            self._progress_cond.notify_all()
+
+    # -- Future --------------------------------------------------------------
+    def running(self) -> bool:
+        return self._run_state is RunState.RUNNING
+
+    def cancel(self, reason: str = "cancelled by the user") -> bool:
+        """Drop queued units, interrupt running ones; idempotent; False once finished."""
+        with self._condition:
+            if self._run_state is RunState.CANCELLED:
+                return True
+            if self._run_state.finished:
+                return False
+            self.cancel_reason = reason
+            self._move(RunState.CANCELLED)
+        super().cancel()
+        if self.backend is not None:
+            self.backend.cancel_run(self, reason)
+        return True
+
+    def result(self, timeout: float | None = None) -> Any:
+        self._wait_with_progress(timeout)
+        return super().result(timeout)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        self._wait_with_progress(timeout)
+        return super().exception(timeout)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until finished (or ``timeout``); True when finished."""
+        self._wait_with_progress(timeout)
+        try:
+            super().exception(timeout)
+        except (cf.TimeoutError, cf.CancelledError):
+            pass
+        return self.done()
+
+    def _wait_with_progress(self, timeout: float | None) -> None:
+        waiter = Run.progress_waiter
+        if waiter is not None and not self.done():
+            waiter(self, timeout)
+
+    def __await__(self):
+        return asyncio.wrap_future(self).__await__()
+
+    # -- progress ------------------------------------------------------------
+    def counts(self, by: str | None = None) -> dict:
+        """Units per state: ``{"queued": .., "running": .., "done": .., "failed": ..}``.
+
+        ``by="tag"`` or ``by="task"`` gives one such dict per tag / task name.
+        """
+        if by is None:
+            return self.tree.counts()
+        if by not in ("tag", "task"):
+            raise ValueError(f"counts(by=...) takes 'tag' or 'task', not {by!r}")
+        out: dict[str, dict[str, int]] = {}
+        for node in self.nodes:
+            if not node.task.is_leaf:
+                continue
+            key = node.task.tag if by == "tag" else node.name
+            row = out.setdefault(key, dict.fromkeys(COUNTS, 0))
+            for name in COUNTS:
+                row[name] += getattr(node, name)
+        return out
+
+    @property
+    def elapsed(self) -> float:
+        start = self.started or self.created
+        return (self.finished or time.time()) - start
+
+    def snapshot(self) -> dict:
+        """A plain, read-only picture of the run for renderers."""
+        return {"id": self.id, "name": self.task.name, "state": self._run_state.value,
+                "note": self.status_note, "elapsed": self.elapsed, "counts": self.counts(),
+                "tree": self.tree.snapshot(), "failures": len(self.failures)}
+
+    def units(self, state: UnitState | str | None = None) -> list[UnitRecord]:
+        """Records of finished units (state, engine, host, times, output, error)."""
+        wanted = None if state is None else UnitState(state)
+        with self._progress_cond:
+            chunks = list(self._chunks)
+        return [u for c in chunks for u in c.units() if wanted is None or u.state is wanted]
+
+    def as_completed(self, timeout: float | None = None) -> Iterator[UnitRecord]:
+        """Unit records as units finish; ends when the run is finished."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        seen = 0
+        while True:
+            with self._progress_cond:
+                while seen == len(self._chunks) and not self.done():
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        raise cf.TimeoutError(f"run {self.task.name!r} not finished within {timeout}s")
+                    self._progress_cond.wait(0.5 if left is None else min(left, 0.5))
+                fresh = self._chunks[seen:]
+                seen = len(self._chunks)
+            for chunk in fresh:
+                yield from chunk.units()
+            if not fresh and self.done():
+                return
+
+    def __repr__(self) -> str:
+        c = self.counts()
+        return (f"<Run {self.task.name!r} {self._run_state.value}: {c['done']} done, {c['failed']} failed, "
+                f"{c['running']} running, {c['queued']} queued>")
+
+
+def start_run(task: Task, input: Any, params: Mapping[str, Any], cluster: Any = None,
+              on_error: str = "raise", progress: bool | None = None) -> Run:
+    """Validate everything knowable now, then hand the run to its backend."""
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+    bound = task.bind(params)
+    for t in task.walk():
+        if t.is_leaf:
+            dumps(t, f"task {t.name!r}")
+    dumps(bound, f"parameters of {task.name!r}")
+    if task.is_leaf and input is not NOTHING:
+        dumps(input, f"the input of task {task.name!r} (unit 0)")
+    backend = cluster
+    if backend is None:
+        if _default_backend is None:
+            raise RuntimeError("no default cluster: import nbtasks (not only nbtasks.core)")
+        backend = _default_backend()
+    run = Run(task, input, bound, on_error, progress)
+    run.backend = backend
+    backend.start_run(run)
+    return run

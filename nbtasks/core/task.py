@@ -1,0 +1,218 @@
+"""The task model: a ``Task`` turns an input into a result through ``work()``.
+
+Calling a task runs it right here, serially; ``submit`` hands it to a
+backend (the cluster layer) and returns a :class:`~nbtasks.core.run.Run`.
+Composite tasks (``compose.py``) are trees of tasks; their leaves are the
+tasks whose ``work()`` actually runs on engines.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, overload
+
+from .errors import TaskDefinitionError
+from .params import Param, bind_params, params_of
+
+if TYPE_CHECKING:
+    from .run import Run
+
+__all__ = ["Task", "FunctionTask", "task", "as_task", "NOTHING", "Args"]
+
+
+class _Nothing:
+    """The input of a task submitted without one (``load.submit()``)."""
+
+    _instance = None
+
+    def __new__(cls):
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __reduce__(self):
+        return (_Nothing, ())
+
+    def __repr__(self) -> str:
+        return "NOTHING"
+
+
+NOTHING: Any = _Nothing()
+
+
+class Args(tuple):
+    """Several positional inputs for one call (a reducer's ``key, values``)."""
+
+    __slots__ = ()
+
+
+def call_with(fn: Callable, input: Any, params: Mapping[str, Any]) -> Any:
+    """Call ``fn`` the way a task's input shape says: no input, one, or several."""
+    if input is NOTHING:
+        return fn(**params)
+    if type(input) is Args:
+        return fn(*input, **params)
+    return fn(input, **params)
+
+
+class Task:
+    """Root of all tasks. Subclass and override ``work()``, or use ``@nt.task``.
+
+    ``work()``'s positional arguments without defaults are its input; its
+    keyword arguments (defaults or keyword-only) are its parameters.
+    """
+
+    #: whether ``work()`` runs on an engine as one unit (False for compositions)
+    is_leaf = True
+
+    def __init__(self, name: str | None = None, tag: str | None = None) -> None:
+        self._name = name
+        self._tag = tag
+
+    # -- identity -----------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return getattr(self, "_name", None) or type(self).__name__
+
+    @property
+    def tag(self) -> str:
+        """Groups units for counting (``run.counts(by="tag")``); the name by default."""
+        return getattr(self, "_tag", None) or self.name
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+    # -- structure ----------------------------------------------------------
+    def subtasks(self) -> tuple["Task", ...]:
+        return ()
+
+    def walk(self) -> Iterator["Task"]:
+        yield self
+        for sub in self.subtasks():
+            yield from sub.walk()
+
+    def work(self, *args: Any, **params: Any) -> Any:
+        raise TaskDefinitionError(f"{type(self).__name__} must override work()")
+
+    def _signature_target(self) -> Callable:
+        return self.work
+
+    @functools.cached_property
+    def _own_params(self) -> tuple[dict[str, Param], bool]:
+        declared, var_kw, _ = params_of(self._signature_target())
+        return declared, var_kw
+
+    def params(self) -> dict[str, Param]:
+        """Every keyword parameter this task (or any subtask) declares."""
+        out: dict[str, Param] = {}
+        for t in self.walk():
+            if t.is_leaf:
+                for name, p in t._own_params[0].items():
+                    out.setdefault(name, p)
+        return out
+
+    def _accepts_any_param(self) -> bool:
+        return any(t.is_leaf and t._own_params[1] for t in self.walk())
+
+    def bind(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate ``params`` for this whole task as a normal call would."""
+        return bind_params(f"{self.name}()", self.params(), self._accepts_any_param(), params)
+
+    def leaf_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The subset of run-wide ``params`` this leaf declares."""
+        declared, var_kw = self._own_params
+        if var_kw:
+            return dict(params)
+        return {k: v for k, v in params.items() if k in declared}
+
+    # -- running ------------------------------------------------------------
+    def _call(self, input: Any, params: Mapping[str, Any]) -> Any:
+        """Run one unit of a leaf task; ``params`` already filtered for it."""
+        return call_with(self.work, input, params)
+
+    def _serial(self, input: Any, params: Mapping[str, Any]) -> Any:
+        """Run this task (and any subtasks) here, in order: the reference semantics."""
+        return self._call(input, self.leaf_params(params))
+
+    def __call__(self, *args: Any, **params: Any) -> Any:
+        bound = self.bind(params)
+        return self._serial(_input_from(args), bound)
+
+    def submit(
+        self,
+        *args: Any,
+        cluster: Any = None,
+        on_error: str = "raise",
+        progress: bool | None = None,
+        **params: Any,
+    ) -> "Run":
+        """Start this task on a cluster and return its :class:`Run` at once.
+
+        ``cluster`` defaults to a local cluster started on first use;
+        ``on_error="continue"`` lets other units finish when one fails.
+        """
+        from .run import start_run
+
+        return start_run(self, _input_from(args), params, cluster=cluster,
+                         on_error=on_error, progress=progress)
+
+    def run(self, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
+        """Submit and wait: the result, or the unit's error raised here."""
+        return self.submit(*args, **kwargs).result(timeout)
+
+
+def _input_from(args: tuple) -> Any:
+    if not args:
+        return NOTHING
+    if len(args) == 1:
+        return args[0]
+    return Args(args)
+
+
+class FunctionTask(Task):
+    """A plain function as a task: its body is ``work()``."""
+
+    def __init__(self, fn: Callable, name: str | None = None, tag: str | None = None) -> None:
+        if not callable(fn):
+            raise TaskDefinitionError(f"a task needs a callable, got {type(fn).__name__} {fn!r}")
+        super().__init__(name or getattr(fn, "__name__", None) or repr(fn), tag)
+        self.fn = fn
+        functools.update_wrapper(self, fn, updated=())
+
+    def _signature_target(self) -> Callable:
+        return self.fn
+
+    def work(self, *args: Any, **params: Any) -> Any:
+        return self.fn(*args, **params)
+
+    def _call(self, input: Any, params: Mapping[str, Any]) -> Any:
+        return call_with(self.fn, input, params)
+
+    def __getstate__(self) -> dict:
+        # cached_property values and update_wrapper's __wrapped__ need not travel
+        state = dict(self.__dict__)
+        state.pop("_own_params", None)
+        state.pop("__wrapped__", None)
+        return state
+
+
+@overload
+def task(fn: Callable) -> FunctionTask: ...
+@overload
+def task(*, name: str | None = None, tag: str | None = None) -> Callable[[Callable], FunctionTask]: ...
+
+
+def task(fn: Callable | None = None, *, name: str | None = None, tag: str | None = None):
+    """Make a function a :class:`Task`: ``@nt.task`` or ``@nt.task(name=..., tag=...)``."""
+    if fn is None:
+        return lambda f: FunctionTask(f, name=name, tag=tag)
+    return FunctionTask(fn, name=name, tag=tag)
+
+
+def as_task(obj: Any, role: str = "task") -> Task:
+    """Accept a task or a plain callable wherever a task is expected."""
+    if isinstance(obj, Task):
+        return obj
+    if callable(obj):
+        return FunctionTask(obj)
+    raise TaskDefinitionError(f"{role} must be a Task or a callable, got {type(obj).__name__} {obj!r}")

@@ -1,0 +1,102 @@
+"""Running one chunk of units: the code that executes on an engine.
+
+It never raises for a unit's own error: each failure is recorded with its
+traceback so the rest of the chunk goes on, and the client decides what a
+failure means. An interrupt (cancel) stops the chunk and returns what is
+done so far.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import sys
+import time
+import traceback
+from typing import Any, Mapping
+
+from .compose import map_unit, reduce_items
+from .task import Task
+
+__all__ = ["execute_chunk", "ChunkOutcome"]
+
+
+class ChunkOutcome:
+    """What a chunk sends back. Plain attributes so it pickles small."""
+
+    __slots__ = ("values", "errors", "ends", "t0", "stdout", "stderr", "out_marks", "err_marks",
+                 "interrupted", "host", "pid", "busy")
+
+    def __init__(self) -> None:
+        self.values: list = []
+        self.errors: dict[int, tuple[str, str, Any]] = {}  # index -> (summary, traceback, exc)
+        self.ends: list[float] = []   # per unit, seconds since t0
+        self.t0 = time.time()
+        self.stdout = self.stderr = ""
+        self.out_marks: list[tuple[int, int, int]] = []  # (unit, start, end) in stdout
+        self.err_marks: list[tuple[int, int, int]] = []
+        self.interrupted = False
+        self.host = socket.gethostname()
+        self.pid = os.getpid()
+        self.busy = 0.0  # seconds spent in units (for chunk sizing)
+
+    def __getstate__(self):
+        return tuple(getattr(self, s) for s in self.__slots__)
+
+    def __setstate__(self, state):
+        for s, v in zip(self.__slots__, state):
+            setattr(self, s, v)
+
+
+def _unit_fn(task: Task, mode: str, params: Mapping[str, Any], extra: tuple):
+    if mode == "map":
+        combiner, cparams = extra
+        return lambda unit, i: map_unit(task, unit, params, i, combiner, cparams)
+    if mode == "reduce":
+        return lambda items, i: reduce_items(task, items, params)
+    call = task._call
+    return lambda unit, i: call(unit, params)
+
+
+def _describe(exc: BaseException) -> tuple[str, str]:
+    tb = exc.__traceback__
+    if tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next  # drop this module's frame: the user's code starts below it
+    text = "".join(traceback.format_exception(type(exc), exc, tb))
+    return f"{type(exc).__name__}: {exc}", text
+
+
+def execute_chunk(task: Task, mode: str, params: Mapping[str, Any], inputs: list,
+                  extra: tuple = (), first_index: int = 0) -> ChunkOutcome:
+    out = ChunkOutcome()
+    fn = _unit_fn(task, mode, params, extra)
+    values, ends, errors = out.values, out.ends, out.errors
+    out_buf, err_buf = io.StringIO(), io.StringIO()
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = out_buf, err_buf
+    o_pos = e_pos = 0
+    start = time.perf_counter()
+    clock = time.perf_counter
+    try:
+        for i, unit in enumerate(inputs):
+            try:
+                values.append(fn(unit, first_index + i))
+            except Exception as exc:
+                values.append(None)
+                summary, text = _describe(exc)
+                errors[i] = (summary, text, exc)
+            ends.append(clock() - start)
+            if out_buf.tell() != o_pos:
+                out.out_marks.append((i, o_pos, out_buf.tell()))
+                o_pos = out_buf.tell()
+            if err_buf.tell() != e_pos:
+                out.err_marks.append((i, e_pos, err_buf.tell()))
+                e_pos = err_buf.tell()
+    except KeyboardInterrupt:
+        out.interrupted = True  # cancelled: keep the units finished before the signal
+    finally:
+        sys.stdout, sys.stderr = saved
+        out.busy = clock() - start
+    out.stdout, out.stderr = out_buf.getvalue(), err_buf.getvalue()
+    return out

@@ -1,0 +1,1 @@
+"""Rendering runs: text progress now, widgets later. Only observes runs."""

@@ -1,0 +1,54 @@
+"""Text progress (tqdm) for scripts and CI logs: shown while a caller waits."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+__all__ = ["wait_with_progress", "wants_text_progress"]
+
+REFRESH = 0.2  # seconds between bar updates
+
+
+def _in_kernel() -> bool:
+    shell = sys.modules.get("IPython")
+    get = getattr(shell, "get_ipython", None)
+    ip = get() if get else None
+    return ip is not None and type(ip).__name__ == "ZMQInteractiveShell"
+
+
+def wants_text_progress(run: Any) -> bool:
+    """Explicit ``progress=`` wins; otherwise show a bar outside notebooks."""
+    return run.progress if run.progress is not None else not _in_kernel()
+
+
+def wait_with_progress(run: Any, timeout: float | None) -> None:
+    """Block until ``run`` is done (or ``timeout``), drawing a tqdm bar meanwhile."""
+    if not wants_text_progress(run):
+        return
+    from tqdm.auto import tqdm
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with tqdm(desc=run.task.name, unit="unit", file=sys.stderr, leave=True, dynamic_ncols=True,
+              mininterval=REFRESH) as bar:
+        while True:
+            counts = run.counts()
+            total = sum(counts[k] for k in ("queued", "running", "done", "failed"))
+            finished = counts["done"] + counts["failed"]
+            bar.total = max(total, finished)
+            bar.n = finished
+            bar.set_postfix_str(f"{run.state.value}, failed {counts['failed']}" if counts["failed"]
+                                else run.state.value, refresh=False)
+            bar.refresh()
+            if run.done():
+                break
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                break
+            try:
+                run._condition.acquire()
+                if not run.done():
+                    run._condition.wait(REFRESH if left is None else min(REFRESH, left))
+            finally:
+                run._condition.release()
