@@ -59,12 +59,17 @@ def _unit_fn(task: Task, mode: str, params: Mapping[str, Any], extra: tuple):
     return lambda unit, i: call(unit, params)
 
 
+_OWN = os.path.dirname(os.path.abspath(__file__))
+
+
 def _describe(exc: BaseException) -> tuple[str, str]:
-    tb = exc.__traceback__
-    if tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next  # drop this module's frame: the user's code starts below it
-    text = "".join(traceback.format_exception(type(exc), exc, tb))
-    return f"{type(exc).__name__}: {exc}", text
+    """One-line summary and the traceback without nbtasks' own frames above user code."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if not os.path.abspath(f.filename).startswith(_OWN)]
+    lines = ["Traceback (most recent call last):\n"] if frames else []
+    lines += traceback.format_list(frames)
+    lines += traceback.format_exception_only(type(exc), exc)
+    return f"{type(exc).__name__}: {exc}", "".join(lines)
 
 
 def execute_chunk(task: Task, mode: str, params: Mapping[str, Any], inputs: list,

@@ -38,8 +38,8 @@ def wait_with_progress(run: Any, timeout: float | None) -> None:
             finished = counts["done"] + counts["failed"]
             bar.total = max(total, finished)
             bar.n = finished
-            bar.set_postfix_str(f"{run.state.value}, failed {counts['failed']}" if counts["failed"]
-                                else run.state.value, refresh=False)
+            note = run.state.value + (f", {counts['failed']} failed" if counts["failed"] else "")
+            bar.set_postfix_str(note, refresh=False)
             bar.refresh()
             if run.done():
                 break
