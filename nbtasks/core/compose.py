@@ -127,7 +127,12 @@ class MapReduceTask(Task):
                 part = group_pairs(self.mapper.name, self.mapper._serial(unit, params), i,
                                    self.combiner, cparams)
             merge_groups(groups, part)
-        return {key: self.reducer._serial(Args((key, values)), params) for key, values in groups.items()}
+        return {key: self.reducer._serial(self.reduce_input(key, values), params)
+                for key, values in groups.items()}
+
+    def reduce_input(self, key: Any, values: list) -> Any:
+        """A function reducer is called ``reducer(key, values)``; a composed one gets ``(key, values)``."""
+        return Args((key, values)) if self.reducer.is_leaf else (key, values)
 
 
 def divide_units(owner: str, divide: Callable | None, input: Any) -> list:

@@ -22,7 +22,6 @@ from .errors import RunFailed, UnitError
 from .nodes import Node
 from .partition import partition_of
 from .run import Run
-from .task import Args
 
 __all__ = ["Evaluation", "UnitRequest"]
 
@@ -197,7 +196,7 @@ class Evaluation:
                              mode="reduce")
             else:
                 keys = list(groups)
-                self._gather([reducer] * len(keys), [Args((k, groups[k])) for k in keys],
+                self._gather([reducer] * len(keys), [task.reduce_input(k, groups[k]) for k in keys],
                              lambda values: finish(list(zip(keys, values))))
 
         if mapper.task.is_leaf:

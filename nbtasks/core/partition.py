@@ -17,10 +17,10 @@ __all__ = ["stable_hash", "partition_of"]
 def _canonical(key: Any) -> bytes:
     if isinstance(key, str):
         return b"s" + key.encode("utf-8", "surrogatepass")
-    if isinstance(key, bool) or key is None:
-        return b"c" + repr(key).encode()
-    if isinstance(key, int):
-        return b"i" + str(key).encode()
+    if key is None:
+        return b"n"
+    if isinstance(key, int):  # bools too: True == 1, so they must hash alike
+        return b"i" + str(int(key)).encode()
     if isinstance(key, float):
         return b"i" + str(int(key)).encode() if key.is_integer() else b"f" + struct.pack("<d", key)
     if isinstance(key, (bytes, bytearray)):

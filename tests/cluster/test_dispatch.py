@@ -1,0 +1,255 @@
+"""Runs on a real local cluster of 2 engines: results, errors, cancel, batching."""
+
+import asyncio
+import concurrent.futures as cf
+import subprocess
+import threading
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import nbtasks as nt
+from nbtasks.core.serialize import UnpicklableError
+from tests.core.test_compose import compositions
+
+
+def noop(x):
+    return x
+
+
+def spin(seconds):
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+    return seconds
+
+
+def fail_on_three(x):
+    if x == 3:
+        raise ValueError("three is bad")
+    return x * 10
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(compositions(), st.integers(-20, 20))
+def test_any_nesting_on_the_cluster_equals_the_serial_run(cluster, task, x):
+    task = nt.core.as_task(task)
+    assert task.run(x, cluster=cluster, progress=False, timeout=60) == task(x)
+
+
+def test_submit_returns_at_once_and_result_waits(cluster):
+    run = nt.task(spin).submit(0.3, cluster=cluster, progress=False)
+    assert not run.done()
+    assert run.result(timeout=30) == 0.3
+    assert run.done() and run.state is nt.RunState.DONE and run.exception() is None
+
+
+def test_results_keep_unit_order_with_many_units(cluster):
+    run = nt.ParallelTask(lambda x: -x).submit(range(20_000), cluster=cluster, progress=False)
+    assert run.result(60) == [-x for x in range(20_000)]
+    assert run.counts()["done"] == 20_000
+
+
+def test_tiny_units_are_batched_without_tuning(cluster):
+    run = nt.ParallelTask(noop).submit(range(100_000), cluster=cluster, progress=False)
+    run.result(120)
+    sizes = [c.stop - c.start for c in run._chunks]
+    assert sum(sizes) == 100_000
+    assert len(sizes) < 200, "tiny units must travel in large chunks"
+    assert max(sizes) >= 1000
+
+
+def test_long_units_are_not_batched_into_a_long_tail(cluster):
+    run = nt.ParallelTask(spin).submit([0.05] * 20, cluster=cluster, progress=False)
+    run.result(60)
+    assert max(c.stop - c.start for c in run._chunks) <= 2
+    assert {u.engine for u in run.units()} == set(cluster.engines)
+
+
+def test_lambdas_closures_and_classes_from_main_run_on_engines(python_script):
+    script = python_script('''
+import nbtasks as nt
+
+class Point:
+    def __init__(self, x):
+        self.x = x
+    def norm(self):
+        return abs(self.x)
+
+offset = 100
+def make_adder(k):
+    return lambda p: p.norm() + k + offset
+
+with nt.Cluster(n=2) as c:
+    print(nt.ParallelTask(make_adder(1)).run([Point(-1), Point(2)], cluster=c, progress=False))
+    print(type(nt.task(lambda x: Point(x)).run(5, cluster=c, progress=False)).__name__)
+''')
+    out = subprocess.run(script, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["[102,", "103]", "Point"]
+
+
+def test_failed_unit_names_task_input_engine_and_keeps_remote_traceback(cluster):
+    run = nt.ParallelTask(fail_on_three).submit(range(6), cluster=cluster, progress=False)
+    with pytest.raises(nt.UnitError) as info:
+        run.result(30)
+    err = info.value
+    assert (err.task, err.index, err.input) == ("fail_on_three", 3, 3)
+    assert err.engine in cluster.engines and err.host and err.pid
+    assert "task 'fail_on_three' failed on unit 3 (input 3) on engine" in str(err)
+    assert isinstance(err.__cause__, ValueError)
+    assert isinstance(err.__cause__.__cause__, nt.RemoteTraceback)
+    assert 'raise ValueError("three is bad")' in err.traceback
+    assert "nbtasks/core" not in err.traceback  # only the user's frames
+    assert run.state is nt.RunState.FAILED
+
+
+def test_on_error_continue_finishes_the_others_and_lists_failures(cluster):
+    run = nt.ParallelTask(fail_on_three).submit(range(8), cluster=cluster, progress=False,
+                                                on_error="continue")
+    with pytest.raises(nt.RunFailed) as info:
+        run.result(30)
+    assert [f.input for f in info.value.failures] == [3] == [f.input for f in run.failures]
+    assert run.counts()["done"] == 7 and run.counts()["failed"] == 1
+    done = sorted(u.result for u in run.units(state="done"))
+    assert done == [0, 10, 20, 40, 50, 60, 70]
+
+
+def test_many_failures_print_a_few_and_count_the_rest(cluster):
+    run = nt.ParallelTask(lambda x: 1 / 0).submit(range(10), cluster=cluster, progress=False,
+                                                  on_error="continue")
+    message = str(run.exception(30))
+    assert message.startswith("10 unit(s) of 'parallel(<lambda>)' failed")
+    assert "and 7 more" in message
+
+
+def test_cancel_stops_a_run_and_frees_the_engines(cluster):
+    run = nt.ParallelTask(spin).submit([30] * 6, cluster=cluster, progress=False)
+    while run.counts()["running"] == 0:
+        time.sleep(0.05)
+    assert run.cancel() is True
+    assert run.cancel() is True  # idempotent
+    assert run.cancelled() and run.done() and run.state is nt.RunState.CANCELLED
+    with pytest.raises(cf.CancelledError):
+        run.result(1)
+    # the engines take new work at once: this would wait 30 s if the spin went on
+    assert nt.ParallelTask(noop).run(range(4), cluster=cluster, progress=False, timeout=10) == [0, 1, 2, 3]
+    deadline = time.monotonic() + 10
+    while run.counts()["cancelled"] < 6 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert run.counts()["cancelled"] == 6 and run.counts()["running"] == 0
+
+
+def test_cancel_after_finish_returns_false(cluster):
+    run = nt.task(noop).submit(1, cluster=cluster, progress=False)
+    run.result(30)
+    assert run.cancel() is False and not run.cancelled()
+
+
+def test_future_protocol_callbacks_and_await(cluster):
+    seen = threading.Event()
+    run = nt.task(noop).submit(5, cluster=cluster, progress=False)
+    run.add_done_callback(lambda f: seen.set() if f.result() == 5 else None)
+    assert isinstance(run, cf.Future)
+    assert seen.wait(30)
+    assert list(cf.as_completed([run])) == [run]
+
+    async def main():
+        return await nt.task(noop).submit(6, cluster=cluster, progress=False)
+
+    assert asyncio.run(main()) == 6
+
+
+def test_as_completed_yields_every_unit_with_its_result(cluster):
+    run = nt.ParallelTask(lambda x: x * x).submit(range(50), cluster=cluster, progress=False)
+    records = list(run.as_completed(timeout=60))
+    assert sorted((r.index, r.result) for r in records) == [(i, i * i) for i in range(50)]
+
+
+def test_unit_records_capture_output_engine_host_and_times(cluster):
+    def chatty(x):
+        print("out", x)
+        import sys
+        print("err", x, file=sys.stderr)
+        return x
+
+    run = nt.ParallelTask(chatty).submit(range(4), cluster=cluster, progress=False)
+    run.result(30)
+    units = sorted(run.units(), key=lambda u: u.index)
+    assert [u.stdout for u in units] == [f"out {i}\n" for i in range(4)]
+    assert [u.stderr for u in units] == [f"err {i}\n" for i in range(4)]
+    for u in units:
+        assert u.engine in cluster.engines and u.host and u.pid
+        assert u.start <= u.end and u.state is nt.UnitState.DONE
+
+
+def test_counts_by_tag(cluster):
+    a = nt.task(tag="io")(noop)
+    b = nt.task(tag="cpu")(lambda x: x + 1)
+    run = nt.ParallelTask(nt.ContainerTask(a, b)).submit(range(5), cluster=cluster, progress=False)
+    assert run.result(30) == [1, 2, 3, 4, 5]
+    by_tag = run.counts(by="tag")
+    assert by_tag["io"]["done"] == 5 and by_tag["cpu"]["done"] == 5
+    with pytest.raises(ValueError):
+        run.counts(by="colour")
+
+
+def test_parameters_reach_the_engines(cluster):
+    @nt.task
+    def scale(x, factor: float = 1.0):
+        return x * factor
+
+    assert nt.ParallelTask(scale).run([1, 2], cluster=cluster, factor=3.0, progress=False) == [3.0, 6.0]
+    with pytest.raises(TypeError, match="unexpected keyword argument 'factr'"):
+        nt.ParallelTask(scale).submit([1], cluster=cluster, factr=3.0)
+
+
+def test_unpicklable_task_is_refused_before_dispatch_with_the_culprit_named(cluster):
+    lock = threading.Lock()
+    with pytest.raises(UnpicklableError, match=r"variable 'lock' captured by .*cannot be pickled"):
+        nt.task(lambda x: lock).submit(1, cluster=cluster)
+    with pytest.raises(UnpicklableError, match="input of task 'noop'"):
+        nt.task(noop).submit(threading.Lock(), cluster=cluster)
+
+
+def test_unpicklable_unit_input_fails_the_run_naming_the_unit(cluster):
+    run = nt.ParallelTask(noop).submit([1, threading.Lock(), 3], cluster=cluster, progress=False)
+    with pytest.raises(UnpicklableError, match="unit 1"):
+        run.result(30)
+
+
+def test_unpicklable_result_fails_that_unit_clearly(cluster):
+    run = nt.task(lambda x: threading.Lock()).submit(1, cluster=cluster, progress=False)
+    with pytest.raises(nt.UnitError, match="cannot be pickled to send it back"):
+        run.result(30)
+
+
+def test_bad_divide_and_bad_mapper_give_clear_errors(cluster):
+    run = nt.ParallelTask(noop, divide=lambda n: n, name="fan").submit(5, cluster=cluster, progress=False)
+    with pytest.raises(TypeError, match="fan: divide '<lambda>' returned int 5, which is not iterable"):
+        run.result(30)
+    mr = nt.MapReduceTask(lambda s: s.split(), lambda k, v: v)
+    with pytest.raises(nt.UnitError, match="must yield \\(key, value\\) pairs") as info:
+        mr.run(["a b"], cluster=cluster, progress=False, timeout=30)
+    assert isinstance(info.value.__cause__, TypeError)
+
+
+def test_a_small_run_is_not_stuck_behind_a_big_one(cluster):
+    big = nt.ParallelTask(spin).submit([0.02] * 300, cluster=cluster, progress=False)
+    small = nt.ParallelTask(spin).submit([0.02] * 4, cluster=cluster, progress=False)
+    small.result(60)
+    assert not big.done(), "the small run should share the engines, not wait for the big one"
+    big.cancel()
+
+
+def test_on_error_must_be_known(cluster):
+    with pytest.raises(ValueError, match="on_error"):
+        nt.task(noop).submit(1, cluster=cluster, on_error="ignore")
+
+
+def test_empty_inputs_finish_at_once(cluster):
+    assert nt.ParallelTask(noop).run([], cluster=cluster, progress=False, timeout=30) == []
+    assert nt.MapReduceTask(lambda x: [(x, 1)], lambda k, v: v).run([], cluster=cluster, progress=False,
+                                                                     timeout=30) == {}

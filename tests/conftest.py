@@ -1,0 +1,46 @@
+"""Shared fixtures: one real local ipyparallel cluster of 2 engines per session.
+
+Cluster files go to a temporary IPYTHONDIR, never the user's ~/.ipython.
+Test modules are pickled by value, since engines cannot import them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+
+import cloudpickle
+import pytest
+
+os.environ["IPYTHONDIR"] = tempfile.mkdtemp(prefix="nbtasks-test-ipython-")
+
+import nbtasks as nt  # noqa: E402  (after IPYTHONDIR is set)
+
+_by_value: set[str] = set()
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    module = getattr(item, "module", None)
+    if module is not None and module.__name__ not in _by_value:
+        cloudpickle.register_pickle_by_value(module)
+        _by_value.add(module.__name__)
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    c = nt.Cluster(n=2).start()
+    yield c
+    c.stop()
+
+
+@pytest.fixture
+def python_script(tmp_path):
+    """Write a script and return the command to run it in a fresh interpreter."""
+
+    def make(source: str, name: str = "script.py") -> list[str]:
+        path = tmp_path / name
+        path.write_text(source)
+        return [sys.executable, str(path)]
+
+    return make
