@@ -253,3 +253,27 @@ def test_empty_inputs_finish_at_once(cluster):
     assert nt.ParallelTask(noop).run([], cluster=cluster, progress=False, timeout=30) == []
     assert nt.MapReduceTask(lambda x: [(x, 1)], lambda k, v: v).run([], cluster=cluster, progress=False,
                                                                      timeout=30) == {}
+
+
+def test_with_continue_a_failed_unit_stops_only_its_own_branch(cluster):
+    after = nt.task(lambda x: x + 1, name="after")
+    branch = nt.ContainerTask(fail_on_three, after)
+    run = nt.ParallelTask(branch).submit(range(5), cluster=cluster, progress=False, on_error="continue")
+    assert isinstance(run.exception(30), nt.RunFailed)
+    by_task = run.counts(by="task")
+    assert by_task["fail_on_three"]["done"] == 4 and by_task["fail_on_three"]["failed"] == 1
+    assert by_task["after"]["done"] == 4  # the other branches went on to the next step
+
+
+def test_engine_killed_mid_run_loses_nothing(cluster):
+    import os
+    import signal
+
+    with nt.Cluster(n=2) as own:
+        pids = dict(zip(own.client.ids, own.client[:].apply_sync(os.getpid)))
+        run = nt.ParallelTask(spin).submit([0.02] * 100, cluster=own, progress=False)
+        while run.counts()["done"] < 10:
+            time.sleep(0.02)
+        os.kill(pids[own.engines[0]], signal.SIGKILL)
+        assert run.result(120) == [0.02] * 100
+        assert run.counts()["done"] == 100
