@@ -88,7 +88,7 @@ def rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
-def best_of(repeats: int, fn: Callable[[], Any], between: Callable[[], None] | None = None) -> list[float]:
+def wall_times(repeats: int, fn: Callable[[], Any], between: Callable[[], None] | None = None) -> list[float]:
     """Wall times of ``repeats`` calls of ``fn``."""
     times = []
     for i in range(repeats):
@@ -116,22 +116,20 @@ def nbtasks_cluster() -> Iterator[Any]:
 
 
 @contextlib.contextmanager
-def ipp_cluster(fast: bool = True) -> Iterator[Any]:
-    """A raw ipyparallel cluster; ``fast`` uses the controller settings nbtasks uses."""
+def ipp_cluster() -> Iterator[Any]:
+    """A raw ipyparallel cluster started with the same fast controller settings nbtasks uses,
+    so neither side pays for a slow start-up (start-up is measured separately, in cold start)."""
     import logging
 
     import ipyparallel as ipp
+    from traitlets.config import Config
 
-    options: dict[str, Any] = {}
-    if fast:
-        from traitlets.config import Config
+    from nbtasks.cluster.cluster import FAST_CONTROLLER
 
-        from nbtasks.cluster.cluster import FAST_CONTROLLER
-
-        config = Config()
-        config.LocalEngineSetLauncher.delay = 0
-        options = dict(delay=0, controller_args=list(FAST_CONTROLLER), config=config, log_level=logging.WARNING)
-    cluster = ipp.Cluster(n=ENGINES, **options)
+    config = Config()
+    config.LocalEngineSetLauncher.delay = 0
+    cluster = ipp.Cluster(n=ENGINES, delay=0, controller_args=list(FAST_CONTROLLER), config=config,
+                          log_level=logging.WARNING)
     client = None
     try:
         client = cluster.start_and_connect_sync()
@@ -170,7 +168,7 @@ def tiny_nbtasks(args: argparse.Namespace) -> Result:
             assert len(out) == n and out[-1] == n - 1
         go(1000)  # warm-up
         base = rss_mb()
-        times = best_of(args.repeats, lambda: go(args.units))
+        times = wall_times(args.repeats, lambda: go(args.units))
     return timing(times, units=args.units, base_mb=base, peak_mb=peak_mb())
 
 
@@ -181,7 +179,7 @@ def tiny_ipp_default(args: argparse.Namespace) -> Result:
         view = client.load_balanced_view()
         view.map(noop, range(10), block=True)  # warm-up
         base = rss_mb()
-        times = best_of(1, lambda: view.map(noop, range(n), block=True))
+        times = wall_times(1, lambda: view.map(noop, range(n), block=True))
     return timing(times, units=n, base_mb=base, peak_mb=peak_mb())
 
 
@@ -192,7 +190,7 @@ def tiny_ipp_chunked(args: argparse.Namespace) -> Result:
         view.map(noop, range(2000), chunksize=1000, block=True)  # warm-up
         purge(client)
         base = rss_mb()
-        times = best_of(args.repeats, lambda: view.map(noop, range(args.units), chunksize=1000, block=True),
+        times = wall_times(args.repeats, lambda: view.map(noop, range(args.units), chunksize=1000, block=True),
                         between=lambda: purge(client))
     return timing(times, units=args.units, base_mb=base, peak_mb=peak_mb())
 
@@ -203,14 +201,14 @@ def tiny_joblib(args: argparse.Namespace) -> Result:
 
     Parallel(n_jobs=ENGINES)(delayed(noop)(i) for i in range(1000))  # warm-up: start the loky pool
     base = rss_mb()
-    times = best_of(args.repeats, lambda: Parallel(n_jobs=ENGINES)(delayed(noop)(i) for i in range(args.units)))
+    times = wall_times(args.repeats, lambda: Parallel(n_jobs=ENGINES)(delayed(noop)(i) for i in range(args.units)))
     return timing(times, units=args.units, base_mb=base, peak_mb=peak_mb())
 
 
 @worker("tiny-serial")
 def tiny_serial(args: argparse.Namespace) -> Result:
     base = rss_mb()
-    times = best_of(args.repeats, lambda: [noop(i) for i in range(args.units)])
+    times = wall_times(args.repeats, lambda: [noop(i) for i in range(args.units)])
     return timing(times, units=args.units, base_mb=base, peak_mb=peak_mb())
 
 
@@ -221,7 +219,7 @@ def cpu_inputs(args: argparse.Namespace) -> list[float]:
 @worker("cpu-serial")
 def cpu_serial(args: argparse.Namespace) -> Result:
     units = cpu_inputs(args)
-    times = best_of(args.repeats, lambda: [spin(s) for s in units])
+    times = wall_times(args.repeats, lambda: [spin(s) for s in units])
     return timing(times, peak_mb=peak_mb())
 
 
@@ -234,7 +232,7 @@ def cpu_nbtasks(args: argparse.Namespace) -> Result:
         def go(inputs: list[float]) -> None:
             nt.ParallelTask(spin).submit(inputs, cluster=cluster, progress=False).result()
         go([0.001] * 4)  # warm-up
-        times = best_of(args.repeats, lambda: go(units))
+        times = wall_times(args.repeats, lambda: go(units))
     return timing(times, peak_mb=peak_mb())
 
 
@@ -244,7 +242,7 @@ def cpu_ipp(args: argparse.Namespace) -> Result:
     with ipp_cluster() as client:
         view = client.load_balanced_view()
         view.map(spin, [0.001] * 4, block=True)  # warm-up
-        times = best_of(args.repeats, lambda: view.map(spin, units, block=True), between=lambda: purge(client))
+        times = wall_times(args.repeats, lambda: view.map(spin, units, block=True), between=lambda: purge(client))
     return timing(times, peak_mb=peak_mb())
 
 
@@ -254,7 +252,7 @@ def cpu_joblib(args: argparse.Namespace) -> Result:
 
     units = cpu_inputs(args)
     Parallel(n_jobs=ENGINES)(delayed(spin)(0.001) for _ in range(4))  # warm-up
-    times = best_of(args.repeats, lambda: Parallel(n_jobs=ENGINES)(delayed(spin)(s) for s in units))
+    times = wall_times(args.repeats, lambda: Parallel(n_jobs=ENGINES)(delayed(spin)(s) for s in units))
     return timing(times, peak_mb=peak_mb())
 
 
@@ -265,7 +263,7 @@ def cpu_multiprocessing(args: argparse.Namespace) -> Result:
     units = cpu_inputs(args)
     with multiprocessing.Pool(ENGINES) as pool:
         pool.map(spin, [0.001] * 4)  # warm-up
-        times = best_of(args.repeats, lambda: pool.map(spin, units))
+        times = wall_times(args.repeats, lambda: pool.map(spin, units))
     return timing(times, peak_mb=peak_mb())
 
 
@@ -308,7 +306,7 @@ def cold_ipp(args: argparse.Namespace) -> Result:
 def memory_nbtasks(args: argparse.Namespace) -> Result:
     import nbtasks as nt
 
-    rss = []
+    rss, live = [], []
     with nbtasks_cluster() as cluster:
         nt.ParallelTask(noop).submit(range(1000), cluster=cluster, progress=False).result()  # warm-up
         before = rss_mb()
@@ -317,7 +315,18 @@ def memory_nbtasks(args: argparse.Namespace) -> Result:
             assert len(out) == args.units
             del out
             rss.append(rss_mb())
-    return {"before_mb": before, "rss_mb": rss, "peak_mb": peak_mb()}
+            live.append(live_runs())  # diagnostic: finished runs the client still holds
+    return {"before_mb": before, "rss_mb": rss, "live_runs": live, "peak_mb": peak_mb()}
+
+
+def live_runs() -> int:
+    """How many ``nbtasks.Run`` objects are still alive (after a full collection)."""
+    import gc
+
+    from nbtasks.core.run import Run
+
+    gc.collect()
+    return sum(1 for obj in gc.get_objects() if isinstance(obj, Run))
 
 
 # -- the orchestrator ---------------------------------------------------------------------------
@@ -403,13 +412,14 @@ def bench_environment() -> Iterator[tuple[dict[str, str], str]]:
         shutil.rmtree(ipython_dir, ignore_errors=True)
 
 
-def summary_line(name: str, result: Result) -> str:
+def summary(result: Result) -> str:
+    """One progress line for a finished measurement."""
     if "error" in result:
-        return f"{name}: ERROR {result['error']}"
+        return f"ERROR {result['error']}"
     if "rss_mb" in result:
-        return f"{name}: RSS after each wave (MB) {[round(x, 1) for x in result['rss_mb']]}"
+        return f"RSS after each wave (MB) {[round(x, 1) for x in result['rss_mb']]}"
     times = ", ".join(f"{t:.3f}" for t in result.get("times", [result["best"]]))
-    return f"{name}: {times} s (best {result['best']:.3f} s), client peak {result['peak_mb']:.0f} MB"
+    return f"{times} s (best {result['best']:.3f} s), client peak {result['peak_mb']:.0f} MB"
 
 
 # -- the report -----------------------------------------------------------------------------------
@@ -431,7 +441,7 @@ def tiny_table(results: dict[str, Result], args: argparse.Namespace) -> list[str
     peers = [("nbtasks (auto batching)", "tiny-nbtasks"),
              ("joblib, loky, n_jobs=2 (auto batching)", "tiny-joblib"),
              ("ipyparallel LoadBalancedView.map, chunksize=1000", "tiny-ipp-chunk1000"),
-             (f"ipyparallel LoadBalancedView.map, default (chunksize=1) *", "tiny-ipp-default"),
+             ("ipyparallel LoadBalancedView.map, default (chunksize=1) *", "tiny-ipp-default"),
              ("serial loop (1 core, no IPC)", "tiny-serial")]
     ours = results["tiny-nbtasks"]
     lines = [f"### 1. Tiny units: {args.units:,} no-op units, {ENGINES} workers",
@@ -443,20 +453,20 @@ def tiny_table(results: dict[str, Result], args: argparse.Namespace) -> list[str
         if "error" in r:
             lines.append(f"| {label} | error | | | | | |")
             continue
-        peak = r["peak_mb"]
-        peak_text = f"{peak:,.0f}"
-        if key == "tiny-ipp-default" and r["units"] < args.units:
-            estimate = r["base_mb"] + (peak - r["base_mb"]) * args.units / r["units"]
-            peak_text += f" (~{estimate:,.0f} est. at {args.units:,})"
-            peak = estimate
+        partial = r["units"] < args.units
+        peak_text = f"{r['peak_mb']:,.0f}" + (f" (at {r['units']:,} units)" if partial else "")
         speed = "—" if key == "tiny-nbtasks" else ratio(rate(ours), rate(r))
-        mem = "—" if key == "tiny-nbtasks" else ratio(ours.get("peak_mb"), peak)
+        mem = "—" if key == "tiny-nbtasks" else ratio(ours.get("peak_mb"), r["peak_mb"])
+        if partial and key != "tiny-nbtasks":
+            mem += f" (vs its {r['units']:,}-unit run)"
         lines.append(f"| {label} | {r['units']:,} | {r['best']:.3f} | {rate(r):,.0f} | {peak_text} | {speed} | {mem} |")
     r = results["tiny-ipp-default"]
     if "error" not in r and r["units"] < args.units:
         lines += ["", f"\\* measured on {r['units']:,} units (`--raw-default-units`); units/s is that rate, "
-                      f"extrapolated to {args.units:,} units it would take ~{args.units / rate(r):,.0f} s; "
-                      "its peak memory at the full size is estimated by scaling its growth linearly."]
+                      f"extrapolated to {args.units:,} units it would take ~{args.units / rate(r):,.0f} s. "
+                      f"Its peak memory is that of the {r['units']:,}-unit run (it grows with the number "
+                      f"of units: {r['peak_mb'] - r['base_mb']:,.0f} MB over the client's "
+                      f"{r['base_mb']:,.0f} MB before the run)."]
     lines += ["", f"Times are the best of {args.repeats} runs (raw ipyparallel default: 1 run); "
                   "client peak = the measuring process's ru_maxrss (workers/engines not included)."]
     return lines
@@ -518,7 +528,10 @@ def memory_table(results: dict[str, Result], args: argparse.Namespace) -> list[s
         return lines + ["error"]
     waves = ", ".join(f"{x:.1f}" for x in r["rss_mb"])
     return lines + [f"RSS before the first wave: {r['before_mb']:.1f} MB; after each wave (MB): [{waves}]; "
-                    f"peak {r['peak_mb']:.1f} MB."]
+                    f"peak {r['peak_mb']:.1f} MB.",
+                    "",
+                    f"Diagnostic: `nbtasks.Run` objects still alive after each wave (gc'd; the finished "
+                    f"runs are no longer referenced by the bench): {r['live_runs']}."]
 
 
 def verdict(ok: bool | None) -> str:
@@ -605,15 +618,16 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.datetime.now(datetime.timezone.utc)
     plan = args.only or PLAN
     results: dict[str, Result] = {name: {"error": "not run (--only)"} for name in PLAN}
+    orphans: list[int] = []
     t0 = time.perf_counter()
     with bench_environment() as (env, ipython_dir):
-        try:
-            for i, name in enumerate(plan, 1):
-                print(f"[{i:2}/{len(plan)}] {name} ...", end=" ", flush=True)
+        for i, name in enumerate(plan, 1):
+            print(f"[{i:2}/{len(plan)}] {name} ...", end=" ", flush=True)
+            try:
                 results[name] = run_worker(name, args, env)
-                print(summary_line(name, results[name]).split(": ", 1)[1], flush=True)
-        finally:
-            orphans = reap_orphans(ipython_dir)
+            finally:  # nothing a measurement left behind may disturb the next one
+                orphans += reap_orphans(ipython_dir)
+            print(summary(results[name]), flush=True)
     print(f"\nbench took {time.perf_counter() - t0:.0f} s\n")
     report = render(results, args, started, orphans)
     print(report)

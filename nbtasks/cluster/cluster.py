@@ -16,6 +16,8 @@ import threading
 import time
 from typing import Any
 
+import psutil
+
 from .._version import __version__
 from ..core.errors import NbtasksError
 from .dispatcher import Dispatcher
@@ -61,6 +63,7 @@ class Cluster:
         self._ipp: Any = None  # the ipyparallel.Cluster we started, if any
         self._owned = True
         self._checked: set[int] = set()
+        self._processes: list[psutil.Process] = []
         self._start_lock = threading.Lock()
         self._start_error: BaseException | None = None
         self._dispatcher = Dispatcher(self)
@@ -141,14 +144,17 @@ class Cluster:
         controller_args = list(options.pop("controller_args", [])) + FAST_CONTROLLER
         self._ipp = ipp.Cluster(n=self.n, delay=0, controller_args=controller_args, config=config,
                                 log_level=logging.WARNING, **options)
-        self.client = self._ipp.start_and_connect_sync(activate=False)
         atexit.register(self.stop)
+        # start and connect separately: start_and_connect_sync would draw ipyparallel's
+        # own engine progress bar in a notebook, stuck at 0% in any saved output
+        self._ipp.start_cluster_sync()
+        self.client = self._ipp.connect_client_sync()
         self._wait_for_engines(self.n, self.engine_timeout)
         self._check_engines(self.client.ids)
 
     def _wait_for_engines(self, n: int, timeout: float) -> None:
         try:
-            self.client.wait_for_engines(n, timeout=timeout, block=True)
+            self.client.wait_for_engines(n, timeout=timeout, block=True, interactive=False)
         except Exception as exc:
             raise ClusterError(f"only {len(self.client.ids)} of {n} engine(s) registered within "
                                f"{timeout:g}s") from exc
@@ -159,10 +165,11 @@ class Cluster:
         if not ids:
             return
         view = self.client.direct_view(targets=ids)
-        code = "import nbtasks as _nbtasks_probe\n_nbtasks_version = _nbtasks_probe.__version__"
+        code = ("import os, nbtasks as _nbtasks_probe\n"
+                "_nbtasks_probe = (_nbtasks_probe.__version__, os.getpid())")
         try:
             view.execute(code, block=False).get(timeout)
-            versions = view.pull("_nbtasks_version", block=False).get(timeout)
+            answers = view.pull("_nbtasks_probe", block=False).get(timeout)
         except Exception as exc:
             ename = getattr(exc, "ename", None) or getattr(getattr(exc, "elist", [[None]])[0], "__getitem__", lambda i: None)(0)
             text = str(exc)
@@ -171,11 +178,36 @@ class Cluster:
                                    f"in the engines' Python environment ({text.strip().splitlines()[-1]})") from exc
             raise ClusterError(f"engine(s) {ids} did not answer the nbtasks check within {timeout:g}s: "
                                f"{exc}") from exc
+        versions = [version for version, _ in answers]
+        if self._owned:
+            self._remember_processes([pid for _, pid in answers])
         wrong = {e: v for e, v in zip(ids, versions) if v != __version__}
         if wrong:
             raise ClusterError(f"engine(s) run another nbtasks version than this client ({__version__}): "
                                + ", ".join(f"engine {e} has {v}" for e, v in wrong.items()))
         self._checked.update(ids)
+
+    def _remember_processes(self, pids: list[int]) -> None:
+        """Engines we started and their nannies, to make sure none outlives ``stop()``."""
+        for pid in pids:
+            try:
+                engine = psutil.Process(pid)
+                self._processes += [engine, *engine.children(recursive=True)]
+            except psutil.Error:
+                pass
+
+    def _reap_processes(self, grace: float = 0.5) -> None:
+        # a nanny runs in its own session, so stopping the engines' process group
+        # misses it; it lingers for seconds, and one was seen hanging on for good
+        # after its controller had gone. With the controller stopped it has no job left.
+        _, alive = psutil.wait_procs(self._processes, timeout=grace)
+        for proc in alive:
+            try:
+                proc.kill()
+            except psutil.Error:
+                pass
+        psutil.wait_procs(alive, timeout=5)
+        self._processes = []
 
     def _usable_engines(self) -> list[int]:
         """Registered engines that passed the version check (new ones are checked here)."""
@@ -215,6 +247,7 @@ class Cluster:
                 _in_plain_thread(self._ipp.stop_cluster_sync)
             except Exception:
                 log.warning("nbtasks: stopping the local cluster failed", exc_info=True)
+            self._reap_processes()
         self.state = ClusterState.STOPPED
         atexit.unregister(self.stop)
 

@@ -78,7 +78,7 @@ class Stream:
 
 
 class Chunk:
-    __slots__ = ("id", "stream", "parts", "engine", "ar", "n", "attempts", "sent")
+    __slots__ = ("id", "stream", "parts", "engine", "ar", "n", "attempts", "sent", "signalled")
 
     def __init__(self, id: int, stream: Stream, parts: list, engine: int, attempts: int = 0) -> None:
         self.id = id
@@ -89,6 +89,7 @@ class Chunk:
         self.attempts = attempts
         self.ar: Any = None
         self.sent = time.monotonic()
+        self.signalled = 0.0  # when we last sent SIGINT for it
 
 
 class Dispatcher:
@@ -147,6 +148,7 @@ class Dispatcher:
                 except Exception:  # a bug here must not kill the thread and hang every run
                     log.exception("nbtasks dispatcher failed handling %s", message[0])
             try:
+                self._interrupt_abandoned()
                 self._schedule()
             except Exception:
                 log.exception("nbtasks dispatcher failed scheduling")
@@ -298,7 +300,6 @@ class Dispatcher:
             stream.segments.clear()
             stream.pending = 0
         self.streams = collections.deque(s for s in self.streams if s.evaluation.run is not run)
-        client = self.cluster.client
         for engine, chunks in self.flight.items():
             mine = [c for c in chunks if c.stream.evaluation.run is run]
             if not mine:
@@ -309,9 +310,24 @@ class Dispatcher:
                     self._view(engine).abort(jobs=queued_ids)
                 except Exception:
                     log.debug("abort failed", exc_info=True)
-            if chunks[0] in mine:
+        self._interrupt_abandoned()
+
+    def _interrupt_abandoned(self, every: float = 0.3) -> None:
+        """SIGINT engines whose current chunk belongs to a run that is over.
+
+        Repeated until the chunk comes back: a signal that lands before the engine
+        has started the chunk is ignored. One that lands in another run's chunk
+        only sends that chunk's unfinished units back to the queue.
+        """
+        now = time.monotonic()
+        for engine, chunks in self.flight.items():
+            if not chunks:
+                continue
+            current = chunks[0]
+            if current.stream.evaluation.over and now - current.signalled >= every:
+                current.signalled = now
                 try:
-                    client.send_signal(signal.SIGINT, targets=[engine], block=False)
+                    self.cluster.client.send_signal(signal.SIGINT, targets=[engine], block=False)
                 except Exception:
                     log.debug("interrupt failed", exc_info=True)
 

@@ -98,7 +98,7 @@ class RunFailed(NbtasksError):
 
     def __init__(self, task: str, failures: Sequence[UnitError], total: int | None = None) -> None:
         self.task = task
-        self.failures = list(failures)
+        self.failures = sorted(failures, key=lambda f: (f.task, f.index))
         lines = [f"{len(self.failures)} unit(s) of {task!r} failed"
                  + (f" (of {total})" if total is not None else "")]
         lines += [f"  - {f}" for f in self.failures[: self.shown]]

@@ -31,13 +31,15 @@ _MISSING = object()
 class UnitRequest:
     """Run a leaf node on a list of inputs; one entry per unit in ``results``."""
 
-    __slots__ = ("evaluation", "node", "mode", "params", "extra", "inputs", "results",
+    __slots__ = ("evaluation", "node", "seq", "mode", "params", "extra", "inputs", "results",
                  "remaining", "failed", "on_done", "blob")
 
     def __init__(self, evaluation: "Evaluation", node: Node, inputs: list,
                  on_done: Callable[["UnitRequest"], None], mode: str = "call", extra: tuple = ()) -> None:
         self.evaluation = evaluation
         self.node = node
+        self.seq = evaluation.requests_made  # orders records: requests of a node in creation order
+        evaluation.requests_made += 1
         self.mode = mode
         self.params = node.task.leaf_params(evaluation.run.params)
         self.extra = extra
@@ -62,6 +64,7 @@ class Evaluation:
         self._enqueue = enqueue
         self._stop = stop
         self.open_requests = 0
+        self.requests_made = 0
         self.over = False
 
     # -- entry points called by the backend ------------------------------------

@@ -189,10 +189,10 @@ class Run(cf.Future):
                 "tree": self.tree.snapshot(), "failures": len(self.failures)}
 
     def units(self, state: UnitState | str | None = None) -> list[UnitRecord]:
-        """Records of finished units (state, engine, host, times, output, error)."""
+        """Records of finished units (state, engine, host, times, output, error), in input order."""
         wanted = None if state is None else UnitState(state)
         with self._progress_cond:
-            chunks = list(self._chunks)
+            chunks = sorted(self._chunks, key=lambda c: (c.request.node.id, c.request.seq, c.start))
         return [u for c in chunks for u in c.units() if wanted is None or u.state is wanted]
 
     def as_completed(self, timeout: float | None = None) -> Iterator[UnitRecord]:

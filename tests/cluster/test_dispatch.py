@@ -277,3 +277,10 @@ def test_engine_killed_mid_run_loses_nothing(cluster):
         os.kill(pids[own.engines[0]], signal.SIGKILL)
         assert run.result(120) == [0.02] * 100
         assert run.counts()["done"] == 100
+
+
+def test_cancel_right_after_submit_frees_the_engines(cluster):
+    for _ in range(3):  # the interrupt may land before an engine starts the chunk
+        run = nt.ParallelTask(spin).submit([30] * 4, cluster=cluster, progress=False)
+        run.cancel()
+    assert nt.ParallelTask(noop).run(range(4), cluster=cluster, progress=False, timeout=15) == [0, 1, 2, 3]
