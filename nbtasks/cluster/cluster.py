@@ -142,6 +142,7 @@ class Cluster:
         config = options.pop("config", None) or Config()
         config.LocalEngineSetLauncher.delay = 0
         controller_args = list(options.pop("controller_args", [])) + FAST_CONTROLLER
+        options.setdefault("shutdown_atexit", False)  # our own stop() runs at exit, quietly
         self._ipp = ipp.Cluster(n=self.n, delay=0, controller_args=controller_args, config=config,
                                 log_level=logging.WARNING, **options)
         atexit.register(self.stop)

@@ -348,12 +348,11 @@ class Dispatcher:
         return view
 
     def _forget_message(self, chunk: Chunk) -> None:
-        # ipyparallel keeps every msg id forever; drop ours so memory stays flat
-        client = self.cluster.client
-        for msg_id in chunk.ar.msg_ids:
-            client.results.pop(msg_id, None)
-            client.metadata.pop(msg_id, None)
+        # ipyparallel drops a message's results and metadata itself once its output
+        # is complete (removing them earlier leaves that future pending forever,
+        # holding the run); only its history lists grow without bound
         if not any(self.flight.values()):
+            client = self.cluster.client
             client.history.clear()
             for view in self._views.values():
                 view.history.clear()

@@ -65,7 +65,7 @@ class Run(cf.Future):
         self.created = time.time()
         self.started: float | None = None
         self.finished: float | None = None
-        self.failures: list[UnitError] = []
+        self._failures: list[UnitError] = []
         self.cancel_reason: str | None = None
         self.backend: Backend | None = None
         self.status_note = "waiting for the cluster"  # "why is this not running?"
@@ -107,7 +107,7 @@ class Run(cf.Future):
         with self._progress_cond:
             self._chunks.append(chunk)
         if chunk.unit_errors:
-            self.failures.extend(chunk.unit_errors.values())
+            self._failures.extend(chunk.unit_errors.values())
         self._notify_progress()
 
     def _notify_progress(self) -> None:
@@ -176,6 +176,11 @@ class Run(cf.Future):
             for name in COUNTS:
                 row[name] += getattr(node, name)
         return out
+
+    @property
+    def failures(self) -> list[UnitError]:
+        """Every failed unit so far, by task and unit index."""
+        return sorted(self._failures, key=lambda f: (f.task, f.index))
 
     @property
     def elapsed(self) -> float:
