@@ -32,13 +32,14 @@ from .core import (
     UnitState,
     task,
 )
-from .core import run as _run_module
+from .core.hooks import hooks as _hooks
+from .core.progress import progress
 
 __all__ = [
     "__version__",
     "task", "Task", "FunctionTask",
     "ContainerTask", "ParallelTask", "MapReduceTask",
-    "Range", "Run", "RunState", "UnitState",
+    "Range", "Run", "RunState", "UnitState", "progress",
     "Cluster", "ClusterError",
     "NbtasksError", "TaskDefinitionError", "UnitError", "RunFailed", "RemoteTraceback",
 ]
@@ -62,5 +63,16 @@ def _wait_with_progress(run: Run, timeout: float | None) -> None:
     importlib.import_module("nbtasks.ui.text").wait_with_progress(run, timeout)
 
 
-_run_module.set_default_backend(_default_cluster)
-Run.progress_waiter = staticmethod(_wait_with_progress)
+def _display(obj: Any, include: Any, exclude: Any) -> dict:
+    return importlib.import_module("nbtasks.ui.display").mimebundle(obj, include, exclude)
+
+
+def _form(task: Task, input: Any, cluster: Any, show: Any, values: dict) -> Any:
+    return importlib.import_module("nbtasks.ui.form").TaskForm(task, input, cluster=cluster, show=show,
+                                                                **values)
+
+
+_hooks.default_backend = _default_cluster
+_hooks.wait = _wait_with_progress
+_hooks.display = _display
+_hooks.form = _form

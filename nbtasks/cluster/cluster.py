@@ -64,6 +64,7 @@ class Cluster:
         self._owned = True
         self._checked: set[int] = set()
         self._processes: list[psutil.Process] = []
+        self.engine_info: dict[int, dict[str, Any]] = {}  # id -> host, pid (from the version check)
         self._start_lock = threading.Lock()
         self._start_error: BaseException | None = None
         self._dispatcher = Dispatcher(self)
@@ -166,8 +167,8 @@ class Cluster:
         if not ids:
             return
         view = self.client.direct_view(targets=ids)
-        code = ("import os, nbtasks as _nbtasks_probe\n"
-                "_nbtasks_probe = (_nbtasks_probe.__version__, os.getpid())")
+        code = ("import os, socket, nbtasks as _nbtasks_probe\n"
+                "_nbtasks_probe = (_nbtasks_probe.__version__, os.getpid(), socket.gethostname())")
         try:
             view.execute(code, block=False).get(timeout)
             answers = view.pull("_nbtasks_probe", block=False).get(timeout)
@@ -179,9 +180,11 @@ class Cluster:
                                    f"in the engines' Python environment ({text.strip().splitlines()[-1]})") from exc
             raise ClusterError(f"engine(s) {ids} did not answer the nbtasks check within {timeout:g}s: "
                                f"{exc}") from exc
-        versions = [version for version, _ in answers]
+        versions = [version for version, _, _ in answers]
         if self._owned:
-            self._remember_processes([pid for _, pid in answers])
+            self._remember_processes([pid for _, pid, _ in answers])
+        for engine, (_, pid, host) in zip(ids, answers):
+            self.engine_info[engine] = {"host": host, "pid": pid}
         wrong = {e: v for e, v in zip(ids, versions) if v != __version__}
         if wrong:
             raise ClusterError(f"engine(s) run another nbtasks version than this client ({__version__}): "
@@ -272,6 +275,25 @@ class Cluster:
     @property
     def engines(self) -> list[int]:
         return [] if self.client is None else list(self.client.ids)
+
+    def engines_status(self) -> list[dict[str, Any]]:
+        """One row per engine: id, host, pid, busy, units done (a plain snapshot)."""
+        live = self._dispatcher.engine_snapshot()
+        rows = []
+        for engine in self.engines:
+            info = self.engine_info.get(engine, {})
+            stats = live.get(engine, {})
+            rows.append({"id": engine, "host": info.get("host"), "pid": info.get("pid"),
+                         "busy": stats.get("busy", False), "units_done": stats.get("units_done", 0)})
+        return rows
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict:
+        """In a notebook a cluster shows its engines in a live widget."""
+        from ..core.hooks import hooks
+
+        if hooks.display is None:
+            return {"text/plain": repr(self)}
+        return hooks.display(self, include, exclude)
 
     @property
     def profile_dir(self) -> str | None:

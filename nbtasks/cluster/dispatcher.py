@@ -30,7 +30,7 @@ from ..core.records import ChunkRecord
 from ..core.run import Run
 from ..core.serialize import dumps, loads
 from .batching import ChunkSizer
-from .engine import run_chunk
+from .engine import PROGRESS_KEY, run_chunk
 
 if TYPE_CHECKING:
     from .cluster import Cluster
@@ -105,6 +105,7 @@ class Dispatcher:
         self.cancelled: set[str] = set()
         self._ids = itertools.count()
         self._views: dict[int, Any] = {}
+        self.units_done: collections.Counter[int] = collections.Counter()  # per engine, for display
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._stopped = False
@@ -149,6 +150,7 @@ class Dispatcher:
                     log.exception("nbtasks dispatcher failed handling %s", message[0])
             try:
                 self._interrupt_abandoned()
+                self._poll_progress()
                 self._schedule()
             except Exception:
                 log.exception("nbtasks dispatcher failed scheduling")
@@ -187,6 +189,7 @@ class Dispatcher:
             self._forget_message(chunk)
         outcome = loads(payload)
         done_units = min(len(outcome.values), len(outcome.ends))
+        self.units_done[chunk.engine] += done_units
         chunk.stream.sizer.observe(done_units, outcome.busy)
         over = evaluation.over
         offset = 0
@@ -206,6 +209,7 @@ class Dispatcher:
                     request.results[start + i] = outcome.values[offset + i]
                 else:
                     errors[i] = self._unit_error(request, start + i, item, chunk.engine, outcome)
+                    errors[i].node_id = node.id
             node.running -= n
             node.done += finished - len(errors)
             node.failed += len(errors)
@@ -279,7 +283,7 @@ class Dispatcher:
 
     def _unit_error(self, request: UnitRequest, index: int, item: tuple, engine: int, outcome: Any) -> UnitError:
         summary, tb, exc = item
-        error = UnitError(request.node.name, index, request.inputs[index], summary, tb,
+        error = UnitError(request.node.name, request.label(index), request.inputs[index], summary, tb,
                           engine, outcome.host, outcome.pid, exc)
         if exc is not None:
             if tb:
@@ -339,6 +343,29 @@ class Dispatcher:
             for key in [k for k in self.stream_of if k[0] == run.id]:
                 del self.stream_of[key]
             self.cancelled.discard(run.id)
+
+    def _poll_progress(self) -> None:
+        """Copy what running units said with ``nt.progress`` onto their runs."""
+        metadata = self.cluster.client.metadata
+        for chunks in self.flight.values():
+            if not chunks:
+                continue
+            chunk = chunks[0]
+            report = metadata.get(chunk.ar.msg_ids[0], {}).get("data", {}).get(PROGRESS_KEY)
+            if report is None:
+                continue
+            position, fraction, message = report
+            for request, start, stop in chunk.parts:
+                if position < stop - start:
+                    chunk.stream.evaluation.run._unit_progress(request.node, start + position, fraction, message)
+                    break
+                position -= stop - start
+
+    def engine_snapshot(self) -> dict[int, dict[str, Any]]:
+        """Per engine: busy or idle, chunks queued there, units it finished."""
+        return {engine: {"busy": bool(chunks), "in_flight": len(chunks),
+                         "units_done": self.units_done.get(engine, 0)}
+                for engine, chunks in list(self.flight.items())}
 
     def _view(self, engine: int) -> Any:
         view = self._views.get(engine)

@@ -5,10 +5,16 @@ from __future__ import annotations
 
 import collections
 import pickle
+import time
 
 import cloudpickle
 
+from ..core import progress as _progress
 from ..core.unitexec import ChunkOutcome, execute_chunk
+
+PROGRESS_KEY = "nbtasks.progress"
+_PROGRESS_EVERY = 0.1  # seconds between two reports from one engine (the last one always goes)
+_last_report = [0.0]
 
 __all__ = ["run_chunk"]
 
@@ -48,7 +54,19 @@ def _sendable(outcome: ChunkOutcome, task_name: str) -> bytes:
     return cloudpickle.dumps(outcome)
 
 
+def _publish_progress(position: int, fraction: float, message: str) -> None:
+    """Send a unit's progress to the client through ipyparallel's data channel."""
+    now = time.monotonic()
+    if fraction < 1.0 and now - _last_report[0] < _PROGRESS_EVERY:
+        return
+    _last_report[0] = now
+    from ipyparallel.engine.datapub import publish_data
+
+    publish_data({PROGRESS_KEY: (position, fraction, message)})
+
+
 def run_chunk(token: str, task_blob: bytes, inputs_blob: bytes, first_index: int) -> bytes:
+    _progress.set_reporter(_publish_progress)
     task, mode, params, extra = _task_for(token, task_blob)
     inputs = pickle.loads(inputs_blob)
     return _sendable(execute_chunk(task, mode, params, inputs, extra, first_index), task.name)

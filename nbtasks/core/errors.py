@@ -78,6 +78,7 @@ class UnitError(NbtasksError):
         self.host = host
         self.pid = pid
         self.exception = exception
+        self.node_id: int | None = None  # the row of the run's tree it belongs to
         where = "locally" if engine is None else f"on engine {engine} ({host}, pid {pid})"
         super().__init__(
             f"task {task!r} failed on unit {index} (input {short_repr(input)}) {where}: {error}"

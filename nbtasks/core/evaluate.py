@@ -31,12 +31,14 @@ _MISSING = object()
 class UnitRequest:
     """Run a leaf node on a list of inputs; one entry per unit in ``results``."""
 
-    __slots__ = ("evaluation", "node", "seq", "mode", "params", "extra", "inputs", "results",
+    __slots__ = ("evaluation", "node", "seq", "unit", "mode", "params", "extra", "inputs", "results",
                  "remaining", "failed", "on_done", "blob")
 
     def __init__(self, evaluation: "Evaluation", node: Node, inputs: list,
-                 on_done: Callable[["UnitRequest"], None], mode: str = "call", extra: tuple = ()) -> None:
+                 on_done: Callable[["UnitRequest"], None], mode: str = "call", extra: tuple = (),
+                 unit: int | None = None) -> None:
         self.evaluation = evaluation
+        self.unit = unit  # for a one-input request inside a fan-out: which unit of it this is
         self.node = node
         self.seq = evaluation.requests_made  # orders records: requests of a node in creation order
         evaluation.requests_made += 1
@@ -53,6 +55,10 @@ class UnitRequest:
     @property
     def run(self) -> Run:
         return self.evaluation.run
+
+    def label(self, i: int) -> int:
+        """The unit number users see for input ``i``: the fan-out's unit when nested."""
+        return self.unit if self.unit is not None and len(self.inputs) == 1 else i
 
 
 class Evaluation:
@@ -115,33 +121,39 @@ class Evaluation:
             self.fail(exc)
 
     def request(self, node: Node, inputs: list, on_done: Callable[[UnitRequest], None],
-                mode: str = "call", extra: tuple = ()) -> None:
-        req = UnitRequest(self, node, inputs, on_done, mode, extra)
+                mode: str = "call", extra: tuple = (), unit: int | None = None) -> None:
+        req = UnitRequest(self, node, inputs, on_done, mode, extra, unit)
         node.queued += len(inputs)
         self.open_requests += 1
         self._enqueue(req)
 
-    def eval(self, node: Node, input: Any, done: Callable[[Any], None]) -> None:
+    def eval(self, node: Node, input: Any, done: Callable[[Any], None], unit: int | None = None) -> None:
+        """Evaluate ``node`` on ``input``; ``unit`` is the fan-out unit it belongs to, if any."""
         if self.over:
             return
-        getattr(self, "_eval_" + node.kind)(node, input, done)
+        getattr(self, "_eval_" + node.kind)(node, input, done, unit)
 
-    def _eval_leaf(self, node: Node, input: Any, done: Callable[[Any], None]) -> None:
-        self.request(node, [input], lambda req: done(req.results[0]))
+    def _eval_leaf(self, node: Node, input: Any, done: Callable[[Any], None], unit: int | None) -> None:
+        self.request(node, [input], lambda req: done(req.results[0]), unit=unit)
 
-    def _eval_sequence(self, node: Node, input: Any, done: Callable[[Any], None]) -> None:
+    def _eval_sequence(self, node: Node, input: Any, done: Callable[[Any], None], unit: int | None) -> None:
         steps = node.children
 
         def step(i: int, value: Any) -> None:
             if i == len(steps):
                 done(value)
             else:
-                self.eval(steps[i], value, lambda v: step(i + 1, v))
+                self.eval(steps[i], value, lambda v: step(i + 1, v), unit)
 
         step(0, input)
 
-    def _gather(self, nodes: list[Node], inputs: list, finish: Callable[[list], None]) -> None:
-        """Evaluate ``nodes[i]`` on ``inputs[i]`` and call ``finish`` with all results."""
+    def _gather(self, nodes: list[Node], inputs: list, finish: Callable[[list], None],
+                unit: int | None = None, fan_out: bool = True) -> None:
+        """Evaluate ``nodes[i]`` on ``inputs[i]`` and call ``finish`` with all results.
+
+        In a fan-out each input is unit ``i``; otherwise (concurrent branches)
+        they all belong to the caller's ``unit``.
+        """
         results = [_MISSING] * len(inputs)
         left = [len(inputs)]
         if not inputs:
@@ -157,12 +169,13 @@ class Evaluation:
             return store
 
         for i, (node, value) in enumerate(zip(nodes, inputs)):
-            self.eval(node, value, one(i))
+            self.eval(node, value, one(i), i if fan_out else unit)
 
-    def _eval_concurrent(self, node: Node, input: Any, done: Callable[[Any], None]) -> None:
-        self._gather(node.children, [input] * len(node.children), lambda rs: done(tuple(rs)))
+    def _eval_concurrent(self, node: Node, input: Any, done: Callable[[Any], None], unit: int | None) -> None:
+        self._gather(node.children, [input] * len(node.children), lambda rs: done(tuple(rs)),
+                     unit, fan_out=False)
 
-    def _eval_parallel(self, node: Node, input: Any, done: Callable[[Any], None]) -> None:
+    def _eval_parallel(self, node: Node, input: Any, done: Callable[[Any], None], unit: int | None) -> None:
         task, child = node.task, node.children[0]
         units = task.units(input)
         finish = lambda results: self._guard(node, lambda: done(task.finish(results)))
@@ -171,7 +184,7 @@ class Evaluation:
         else:
             self._gather([child] * len(units), units, finish)
 
-    def _eval_mapreduce(self, node: Node, input: Any, done: Callable[[Any], None]) -> None:
+    def _eval_mapreduce(self, node: Node, input: Any, done: Callable[[Any], None], unit: int | None) -> None:
         task = node.task
         mapper, reducer = node.children
         units = task.units(input)

@@ -65,7 +65,7 @@ class ChunkRecord:
             error = self.unit_errors.get(i)
             index = self.start + i
             records.append(UnitRecord(
-                task=req.node.name, tag=req.node.task.tag, index=index, input=req.inputs[index],
+                task=req.node.name, tag=req.node.task.tag, index=req.label(index), input=req.inputs[index],
                 state=UnitState.FAILED if error else UnitState.DONE,
                 result=None if error else req.results[index],
                 engine=self.engine, host=out.host, pid=out.pid,

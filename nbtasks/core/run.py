@@ -15,14 +15,15 @@ import time
 import uuid
 from typing import Any, Callable, Iterator, Mapping, Protocol
 
-from .errors import RunFailed, UnitError
+from .errors import UnitError
+from .hooks import hooks
 from .nodes import COUNTS, Node, build_tree
 from .records import ChunkRecord, UnitRecord
 from .serialize import dumps
 from .states import RunState, UnitState, check_transition
 from .task import NOTHING, Task
 
-__all__ = ["Run", "Backend", "start_run", "set_default_backend"]
+__all__ = ["Run", "Backend", "start_run"]
 
 ON_ERROR = ("raise", "continue")
 
@@ -34,20 +35,9 @@ class Backend(Protocol):
     def cancel_run(self, run: "Run", reason: str) -> None: ...
 
 
-_default_backend: Callable[[], Backend] | None = None
-
-
-def set_default_backend(factory: Callable[[], Backend]) -> None:
-    """Register how ``submit()`` without ``cluster=`` finds its backend."""
-    global _default_backend
-    _default_backend = factory
-
-
 class Run(cf.Future):
     """A task on its way: result, errors, counts, per-unit records, cancel."""
 
-    #: set by the ui layer: ``waiter(run, timeout)`` shows progress while blocking
-    progress_waiter: Callable[["Run", float | None], None] | None = None
     _ids = itertools.count(1)
 
     def __init__(self, task: Task, input: Any, params: Mapping[str, Any], on_error: str = "raise",
@@ -66,6 +56,8 @@ class Run(cf.Future):
         self.started: float | None = None
         self.finished: float | None = None
         self._failures: list[UnitError] = []
+        #: node id -> (unit index, fraction, message): the latest ``nt.progress`` report
+        self.unit_progress: dict[int, tuple[int, float, str]] = {}
         self.cancel_reason: str | None = None
         self.backend: Backend | None = None
         self.status_note = "waiting for the cluster"  # "why is this not running?"
@@ -110,6 +102,14 @@ class Run(cf.Future):
             self._failures.extend(chunk.unit_errors.values())
         self._notify_progress()
 
+    def _unit_progress(self, node: Node, index: int, fraction: float, message: str) -> None:
+        self.unit_progress[node.id] = (index, fraction, message)
+
+    def chunks_since(self, seen: int) -> list[ChunkRecord]:
+        """Chunk records that finished after the first ``seen`` (completion order)."""
+        with self._progress_cond:
+            return self._chunks[seen:]
+
     def _notify_progress(self) -> None:
         with self._progress_cond:
             self._progress_cond.notify_all()
@@ -150,9 +150,8 @@ class Run(cf.Future):
         return self.done()
 
     def _wait_with_progress(self, timeout: float | None) -> None:
-        waiter = Run.progress_waiter
-        if waiter is not None and not self.done():
-            waiter(self, timeout)
+        if hooks.wait is not None and not self.done():
+            hooks.wait(self, timeout)
 
     def __await__(self):
         return asyncio.wrap_future(self).__await__()
@@ -218,6 +217,12 @@ class Run(cf.Future):
             if not fresh and self.done():
                 return
 
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict:
+        """In a notebook a run shows as a live progress widget (see nbtasks.ui)."""
+        if hooks.display is None:
+            return {"text/plain": repr(self)}
+        return hooks.display(self, include, exclude)
+
     def __repr__(self) -> str:
         c = self.counts()
         return (f"<Run {self.task.name!r} {self._run_state.value}: {c['done']} done, {c['failed']} failed, "
@@ -238,9 +243,9 @@ def start_run(task: Task, input: Any, params: Mapping[str, Any], cluster: Any = 
         dumps(input, f"the input of task {task.name!r} (unit 0)")
     backend = cluster
     if backend is None:
-        if _default_backend is None:
+        if hooks.default_backend is None:
             raise RuntimeError("no default cluster: import nbtasks (not only nbtasks.core)")
-        backend = _default_backend()
+        backend = hooks.default_backend()
     run = Run(task, input, bound, on_error, progress)
     run.backend = backend
     backend.start_run(run)

@@ -156,6 +156,19 @@ class Task:
         return start_run(self, _input_from(args), params, cluster=cluster,
                          on_error=on_error, progress=progress)
 
+    def form(self, *args: Any, cluster: Any = None, show: Callable[[Any], Any] | None = None,
+             **values: Any) -> Any:
+        """A form of this task's parameters with a Run button (a widget in a notebook).
+
+        ``args`` is the input every run gets, ``values`` preset parameters, and
+        ``show(result)`` turns a result into what to display (a figure, say).
+        """
+        from .hooks import hooks
+
+        if hooks.form is None:
+            raise RuntimeError("forms need the ui layer: import nbtasks (not only nbtasks.core)")
+        return hooks.form(self, _input_from(args), cluster, show, values)
+
     def run(self, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
         """Submit and wait: the result, or the unit's error raised here."""
         return self.submit(*args, **kwargs).result(timeout)

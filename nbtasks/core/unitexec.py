@@ -16,6 +16,7 @@ import time
 import traceback
 from typing import Any, Mapping
 
+from . import progress as _progress
 from .compose import map_unit, reduce_items
 from .task import Task
 
@@ -85,6 +86,7 @@ def execute_chunk(task: Task, mode: str, params: Mapping[str, Any], inputs: list
     clock = time.perf_counter
     try:
         for i, unit in enumerate(inputs):
+            _progress.current = i
             try:
                 values.append(fn(unit, first_index + i))
             except Exception as exc:

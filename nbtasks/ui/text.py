@@ -6,12 +6,13 @@ import sys
 import time
 from typing import Any
 
-__all__ = ["wait_with_progress", "wants_text_progress"]
+__all__ = ["wait_with_progress", "wants_text_progress", "in_kernel"]
 
 REFRESH = 0.2  # seconds between bar updates
 
 
-def _in_kernel() -> bool:
+def in_kernel() -> bool:
+    """True inside a Jupyter kernel, where widgets can show."""
     shell = sys.modules.get("IPython")
     get = getattr(shell, "get_ipython", None)
     ip = get() if get else None
@@ -20,7 +21,7 @@ def _in_kernel() -> bool:
 
 def wants_text_progress(run: Any) -> bool:
     """Explicit ``progress=`` wins; otherwise show a bar outside notebooks."""
-    return run.progress if run.progress is not None else not _in_kernel()
+    return run.progress if run.progress is not None else not in_kernel()
 
 
 def wait_with_progress(run: Any, timeout: float | None) -> None:

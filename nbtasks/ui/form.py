@@ -1,0 +1,231 @@
+"""Parameter forms: ``task.form(data)`` — fields from the task's parameters,
+a Run button, inline validation, each run's progress and result below, and
+a small history of previous runs.
+
+Fields follow the annotations (the ipywidgets ``interact`` idea): a
+``Range`` with both ends gives a slider, ``Literal``/``Enum`` a dropdown,
+``bool`` a checkbox, ``int``/``float`` number boxes, ``str``/``Path`` text.
+Validation is the task's own (``task.bind``), so the form refuses exactly
+what ``submit`` would, before anything is dispatched.
+"""
+
+from __future__ import annotations
+
+import enum
+import pathlib
+import typing
+from typing import Any, Callable
+
+from ..core.params import EMPTY, Param, Range, check_value
+from ..core.task import NOTHING, Task
+from . import ticker
+from .model import escape, format_duration
+
+__all__ = ["TaskForm", "field_for"]
+
+HISTORY = 10  # previous runs kept in the table
+
+
+def _range_of(param: Param) -> Range | None:
+    return next((c for c in param.constraints if isinstance(c, Range)), None)
+
+
+def _kind(param: Param) -> Any:
+    if param.annotation is not EMPTY:
+        return param.annotation
+    return type(param.default) if param.default not in (EMPTY, None) else str
+
+
+def field_for(param: Param, value: Any = EMPTY) -> Any:
+    """The widget for one parameter, preset to ``value`` (or the default)."""
+    import ipywidgets as W
+
+    kind = _kind(param)
+    value = param.default if value is EMPTY else value
+    common = {"description": param.name, "style": {"description_width": "initial"}}
+    if typing.get_origin(kind) is typing.Literal:
+        choices = list(typing.get_args(kind))
+        return W.Dropdown(options=choices, value=value if value in choices else choices[0], **common)
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):
+        members = list(kind)
+        return W.Dropdown(options=[(m.name, m) for m in members],
+                          value=value if value in members else members[0], **common)
+    if kind is bool:
+        return W.Checkbox(value=bool(value) if value is not EMPTY else False, indent=False, **common)
+    rng = _range_of(param)
+    if kind in (int, float):
+        number = 0 if value is EMPTY else value
+        if rng is not None and rng.min is not None and rng.max is not None:
+            if kind is int:
+                return W.IntSlider(min=int(rng.min), max=int(rng.max), step=int(rng.step or 1),
+                                   value=int(number), continuous_update=False, **common)
+            step = rng.step or (rng.max - rng.min) / 100
+            return W.FloatSlider(min=rng.min, max=rng.max, step=step, value=float(number),
+                                 continuous_update=False, readout_format=".3g", **common)
+        if kind is int:
+            return W.IntText(value=int(number), **common)
+        return W.FloatText(value=float(number), **common)
+    text = "" if value in (EMPTY, None) else str(value)
+    return W.Text(value=text, placeholder="required" if param.required else "", **common)
+
+
+def _read(param: Param, widget: Any) -> Any:
+    value = widget.value
+    kind = _kind(param)
+    if isinstance(kind, type) and issubclass(kind, pathlib.PurePath) and value != "":
+        return kind(value)
+    return value
+
+
+def _summary(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class TaskForm:
+    """A form that runs ``task`` on a fixed input with the parameters it shows."""
+
+    def __init__(self, task: Task, input: Any = NOTHING, cluster: Any = None,
+                 show: Callable[[Any], Any] | None = None, **values: Any) -> None:
+        import ipywidgets as W
+
+        self.task = task
+        self.input = input
+        self.cluster = cluster
+        self.show = show  # result -> something to display (a figure...); the result itself by default
+        self.params = task.params()
+        self.fields = {name: field_for(p, values.get(name, EMPTY)) for name, p in self.params.items()}
+        unknown = set(values) - set(self.params)
+        if unknown:
+            raise TypeError(f"{task.name}.form() got unknown parameter(s) {sorted(unknown)}")
+        self.runs: list[Any] = []
+        self.history: list[dict[str, Any]] = []
+        self.button = W.Button(description="Run", icon="play", button_style="primary")
+        self.button.add_class("nbtasks-run-button")
+        self.button.on_click(lambda _: self.submit())
+        self.message = W.HTML()
+        self.message.add_class("nbtasks-form-message")
+        self.current = W.VBox()
+        self.result = W.Output()
+        self.result.add_class("nbtasks-result")
+        self.history_html = W.HTML()
+        self.history_html.add_class("nbtasks-history")
+        for field in self.fields.values():
+            field.observe(lambda _: self._clear_message(), names="value")
+        self.widget = W.VBox([
+            W.HTML(f"<b>{escape(task.name)}</b>" + ("" if self.params else " (no parameters)")),
+            W.VBox(list(self.fields.values())),
+            W.HBox([self.button, self.message]),
+            self.current, self.result, self.history_html,
+        ])
+        self.widget.add_class("nbtasks-form")
+
+    # -- values ------------------------------------------------------------------------
+    @property
+    def values(self) -> dict[str, Any]:
+        """The parameters as the form shows them now."""
+        out = {}
+        for name, param in self.params.items():
+            value = _read(param, self.fields[name])
+            if value == "" and param.required:
+                continue  # an empty required field is a missing parameter
+            out[name] = value
+        return out
+
+    @values.setter
+    def values(self, values: dict[str, Any]) -> None:
+        self.set(**values)
+
+    def set(self, **values: Any) -> None:
+        """Set fields from code; refuses (``TypeError``/``ValueError``) what the task would."""
+        for name, value in values.items():
+            param = self.params.get(name)
+            if param is None:
+                raise TypeError(f"{self.task.name}: no parameter named {name!r} (it has {sorted(self.params)})")
+            problem = check_value(param, value)
+            if problem:
+                message, exc_type = problem
+                raise exc_type(f"{self.task.name}: parameter {name!r} {message}")
+        for name, value in values.items():
+            widget = self.fields[name]
+            widget.value = str(value) if isinstance(widget.value, str) and not isinstance(value, str) else value
+
+    # -- running -------------------------------------------------------------------------
+    def validate(self) -> dict[str, Any] | None:
+        """The bound parameters, or None with the reason shown next to the button."""
+        try:
+            return self.task.bind(self.values)
+        except (TypeError, ValueError) as exc:
+            self._show_message(str(exc))
+            return None
+
+    def submit(self) -> Any:
+        """What the Run button does: validate, submit, show the run below the form."""
+        params = self.validate()
+        if params is None:
+            return None
+        args = () if self.input is NOTHING else (self.input,)
+        try:
+            run = self.task.submit(*args, cluster=self.cluster, **params)
+        except Exception as exc:  # e.g. something unpicklable: say so, dispatch nothing
+            self._show_message(f"{type(exc).__name__}: {exc}")
+            return None
+        from .display import view_of
+
+        self.runs.append(run)
+        self.history.insert(0, {"n": len(self.runs), "params": params, "run": run})
+        del self.history[HISTORY:]
+        self.current.children = [view_of(run).widget]
+        self.result.clear_output()
+        self._drawn_result = False
+        self._draw_history()
+        ticker.watch(self)
+        return run
+
+    def refresh(self) -> bool:
+        """Called by the ticker while the latest run goes on."""
+        run = self.runs[-1] if self.runs else None
+        if run is None or not run.done():
+            return run is None
+        if not self._drawn_result:
+            self._drawn_result = True
+            if run.state.value == "done":
+                shown = run.result() if self.show is None else self.show(run.result())
+                self.result.append_display_data(shown)
+        self._draw_history()
+        return True
+
+    # -- drawing -------------------------------------------------------------------------
+    def _show_message(self, text: str) -> None:
+        self.message.value = f'<span class="nbtasks-invalid" style="color:#d62728">{escape(text)}</span>'
+
+    def _clear_message(self) -> None:
+        if self.message.value:
+            self.message.value = ""
+
+    def _draw_history(self) -> None:
+        rows = []
+        for entry in self.history:
+            run = entry["run"]
+            params = ", ".join(f"{k}={v!r}" for k, v in entry["params"].items())
+            if run.state.value == "done":
+                outcome = _summary(run.result())
+            elif run.state.value == "failed":
+                outcome = str(run.exception()).splitlines()[0]
+            else:
+                outcome = ""
+            duration = format_duration(run.elapsed) if run.done() else "…"
+            rows.append(f"<tr><td>{entry['n']}</td><td>{escape(params)}</td><td>{run.state.value}</td>"
+                        f"<td>{duration}</td><td>{escape(outcome)}</td></tr>")
+        self.history_html.value = (
+            "<details open><summary>previous runs</summary><table><thead><tr><th>#</th><th>parameters</th>"
+            "<th>state</th><th>time</th><th>result</th></tr></thead><tbody>" + "".join(rows)
+            + "</tbody></table></details>") if rows else ""
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict:
+        bundle = self.widget._repr_mimebundle_()
+        bundle["text/plain"] = repr(self)
+        return bundle
+
+    def __repr__(self) -> str:
+        return f"<TaskForm {self.task.name!r} {self.values!r}>"

@@ -1,0 +1,131 @@
+"""A run as a live progress tree of stock ipywidgets.
+
+    ┌ header (HTML): name · state badge · elapsed · totals       [Cancel]
+    ├ row per task (indented): name │ progress bar │ counts, rate, ETA, unit note
+    │   └ failed units of that task (HTML <details>, expandable tracebacks)
+    └ output of the units (HTML <details>), bounded
+
+Only the model (``RunModel``) computes; this draws. A widget is set only
+when its text changed, so an idle row costs no messages.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .model import Row, RunModel, escape, format_duration
+from . import ticker
+
+__all__ = ["RunView"]
+
+_BAR_STYLE = {"done": "success", "failed": "danger", "cancelled": "warning"}
+_BADGE_COLOUR = {"pending": "#888", "running": "#1f77b4", "done": "#2ca02c", "failed": "#d62728",
+                 "cancelled": "#ff7f0e"}
+
+
+def _set(widget: Any, **values: Any) -> None:
+    changed = {k: v for k, v in values.items() if getattr(widget, k) != v}
+    if changed:
+        with widget.hold_sync():
+            for k, v in changed.items():
+                setattr(widget, k, v)
+
+
+class _RowWidgets:
+    def __init__(self, row: Row) -> None:
+        import ipywidgets as W
+
+        indent = 1.2 * row.depth
+        self.label = W.HTML(f'<span style="padding-left:{indent}em" title="{escape(row.kind)}">'
+                            f"{escape(row.name)}</span>", layout=W.Layout(width="14em"))
+        self.bar = W.FloatProgress(value=0.0, min=0.0, max=1.0, layout=W.Layout(width="16em"))
+        self.stats = W.HTML()
+        self.failures = W.HTML()
+        self.box = W.VBox([W.HBox([self.label, self.bar, self.stats]), self.failures])
+        self.box.add_class("nbtasks-row")
+        self.box.add_class(f"nbtasks-row-{row.id}")
+
+
+def _stats_html(row: Row) -> str:
+    c = row.counts
+    parts = [f"<b>{row.finished}</b>/{row.total}"]
+    for state in ("running", "queued", "failed", "retried", "cancelled"):
+        if c[state]:
+            parts.append(f"{c[state]} {state}")
+    if row.rate:
+        parts.append(f"{row.rate:,.1f}/s")
+    if row.eta is not None and row.finished < row.total:
+        parts.append(f"ETA {format_duration(row.eta)}")
+    text = " · ".join(parts)
+    if row.unit_note:
+        text += f' <i style="color:#666">{escape(row.unit_note)}</i>'
+    return f'<span class="nbtasks-stats">{text}</span>'
+
+
+def _failures_html(row: Row) -> str:
+    if not row.failures:
+        return ""
+    items = []
+    for f in row.failures:
+        where = "" if f["engine"] is None else f" on engine {f['engine']} ({escape(f['host'])})"
+        items.append(f"<details><summary>unit {f['index']} (input {escape(f['input'])}){where}: "
+                     f"{escape(f['error'])}</summary><pre>{escape(f['traceback'])}</pre></details>")
+    more = f"<div>… and {row.more_failures} more failed units</div>" if row.more_failures else ""
+    return f'<div class="nbtasks-failures" style="margin-left:2em;color:#a00">{"".join(items)}{more}</div>'
+
+
+class RunView:
+    """The widget of one run; made once per run and shared by every display of it."""
+
+    def __init__(self, run: Any) -> None:
+        import ipywidgets as W
+
+        self.run = run
+        self.model = RunModel(run)
+        self.header = W.HTML()
+        self.cancel_button = W.Button(description="Cancel", icon="stop", button_style="warning",
+                                      tooltip="Drop queued units and interrupt running ones")
+        self.cancel_button.add_class("nbtasks-cancel")
+        self.cancel_button.on_click(lambda _: self.run.cancel("cancelled from the progress widget"))
+        self.rows = {row.id: _RowWidgets(row) for row in self.model.rows()}
+        self.output = W.HTML()
+        self.widget = W.VBox([W.HBox([self.header, self.cancel_button]),
+                              *[r.box for r in self.rows.values()], self.output])
+        self.widget.add_class("nbtasks-run")
+        self.final = False
+        self.refresh()
+        if not self.final:
+            ticker.watch(self)
+
+    def refresh(self) -> bool:
+        if self.final:
+            return True
+        done = self.run.done()  # read first: everything drawn below is at least this recent
+        head = self.model.headline()
+        state = head["state"]
+        colour = _BADGE_COLOUR.get(state, "#888")
+        c = head["counts"]
+        note = f' <i style="color:#666">{escape(head["note"])}</i>' if head["note"] and not done else ""
+        error = (f'<div class="nbtasks-error" style="color:#d62728">{escape(head["error"])}</div>'
+                 if head["error"] else "")
+        _set(self.header, value=(
+            f'<b class="nbtasks-name">{escape(head["name"])}</b> '
+            f'<span class="nbtasks-badge nbtasks-state-{state}" style="background:{colour};color:white;'
+            f'border-radius:0.6em;padding:0 0.5em">{state}</span>{note} '
+            f'<span class="nbtasks-elapsed">{format_duration(head["elapsed"])}</span> · '
+            f'{c["done"]} done · {c["failed"]} failed{error}'))
+        for row in self.model.rows():
+            widgets = self.rows[row.id]
+            style = _BAR_STYLE.get(state, "") if done else ("danger" if row.counts["failed"] else "")
+            _set(widgets.bar, value=row.fraction if row.total else (1.0 if done and state == "done" else 0.0),
+                 bar_style=style)
+            _set(widgets.stats, value=_stats_html(row))
+            _set(widgets.failures, value=_failures_html(row))
+        output = self.model.output()
+        if output:
+            _set(self.output, value=f'<details class="nbtasks-output"><summary>output of the units</summary>'
+                                    f'<pre style="max-height:20em;overflow:auto">{escape(output)}</pre></details>')
+        if done:
+            _set(self.cancel_button, disabled=True)
+            self.final = True
+        return self.final
