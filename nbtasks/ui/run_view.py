@@ -35,7 +35,7 @@ class _RowWidgets:
     def __init__(self, row: Row) -> None:
         import ipywidgets as W
 
-        indent = 1.2 * row.depth
+        indent = f"{1.2 * row.depth:g}"
         self.label = W.HTML(f'<span style="padding-left:{indent}em" title="{escape(row.kind)}">'
                             f"{escape(row.name)}</span>", layout=W.Layout(width="14em"))
         self.bar = W.FloatProgress(value=0.0, min=0.0, max=1.0, layout=W.Layout(width="16em"))
