@@ -20,8 +20,9 @@ demo: setup  ## run the getting-started tutorial headless and print what it comp
 test: setup  ## every test: core, a real local cluster, the tutorials in a real kernel
 	$(PY) -m pytest
 
-bench: setup  ## nbtasks against raw ipyparallel, joblib and a serial loop, in one run
+bench: setup  ## nbtasks against raw ipyparallel, joblib and a serial loop; the notebook UI's cost
 	$(PY) bench/run.py
+	$(PY) bench/ui.py
 
 lab: setup  ## JupyterLab on the tutorials
 	$(VENV)/bin/jupyter lab notebooks/

@@ -31,19 +31,41 @@ def _set(widget: Any, **values: Any) -> None:
                 setattr(widget, k, v)
 
 
+class _Shared:
+    """Layouts and styles shared by every widget of one view: each distinct one
+    would be a model of its own, and opening models is most of a view's cost."""
+
+    def __init__(self) -> None:
+        import ipywidgets as W
+        from ipywidgets.widgets.widget_int import ProgressStyle
+        from ipywidgets.widgets.widget_string import HTMLStyle
+
+        self.bar_style = ProgressStyle(description_width="14em")
+        self.html_style = HTMLStyle()
+        self.bar_layout = W.Layout(width="30em")
+        self.layout = W.Layout()
+
+
 class _RowWidgets:
-    def __init__(self, row: Row) -> None:
+    """A row: the bar (its description is the task's name) and the counts; the
+    failures below it are made when the first unit of the task fails."""
+
+    def __init__(self, row: Row, shared: _Shared) -> None:
         import ipywidgets as W
 
         indent = f"{1.2 * row.depth:g}"
-        self.label = W.HTML(f'<span style="padding-left:{indent}em" title="{escape(row.kind)}">'
-                            f"{escape(row.name)}</span>", layout=W.Layout(width="14em"))
-        self.bar = W.FloatProgress(value=0.0, min=0.0, max=1.0, layout=W.Layout(width="16em"))
-        self.stats = W.HTML()
-        self.failures = W.HTML()
-        self.box = W.VBox([W.HBox([self.label, self.bar, self.stats]), self.failures])
+        self.bar = W.FloatProgress(
+            value=0.0, min=0.0, max=1.0, description_allow_html=True,
+            description=f'<span style="padding-left:{indent}em" title="{escape(row.kind)}">{escape(row.name)}</span>',
+            style=shared.bar_style, layout=shared.bar_layout)
+        self.stats = W.HTML(style=shared.html_style, layout=shared.layout)
+        self.box = W.HBox([self.bar, self.stats], layout=shared.layout)
         self.box.add_class("nbtasks-row")
-        self.box.add_class(f"nbtasks-row-{row.id}")
+        self.failures: Any = None
+
+    @property
+    def label(self) -> str:
+        return self.bar.description
 
 
 def _stats_html(row: Row) -> str:
@@ -82,20 +104,31 @@ class RunView:
 
         self.run = run
         self.model = RunModel(run)
-        self.header = W.HTML()
+        self.shared = _Shared()
+        self.header = W.HTML(style=self.shared.html_style, layout=self.shared.layout)
         self.cancel_button = W.Button(description="Cancel", icon="stop", button_style="warning",
                                       tooltip="Drop queued units and interrupt running ones")
         self.cancel_button.add_class("nbtasks-cancel")
         self.cancel_button.on_click(lambda _: self.run.cancel("cancelled from the progress widget"))
-        self.rows = {row.id: _RowWidgets(row) for row in self.model.rows()}
-        self.output = W.HTML()
-        self.widget = W.VBox([W.HBox([self.header, self.cancel_button]),
-                              *[r.box for r in self.rows.values()], self.output])
+        self.rows = {row.id: _RowWidgets(row, self.shared) for row in self.model.rows()}
+        self.output: Any = None
+        self.widget = W.VBox([W.HBox([self.header, self.cancel_button], layout=self.shared.layout),
+                              *[r.box for r in self.rows.values()]], layout=self.shared.layout)
         self.widget.add_class("nbtasks-run")
         self.final = False
         self.refresh()
         if not self.final:
             ticker.watch(self)
+
+    def _html(self) -> Any:
+        import ipywidgets as W
+
+        return W.HTML(style=self.shared.html_style, layout=self.shared.layout)
+
+    def _insert_after(self, box: Any, widget: Any) -> None:
+        children = list(self.widget.children)
+        children.insert(children.index(box) + 1, widget)
+        self.widget.children = children
 
     def refresh(self) -> bool:
         if self.final:
@@ -120,10 +153,19 @@ class RunView:
             _set(widgets.bar, value=row.fraction if row.total else (1.0 if done and state == "done" else 0.0),
                  bar_style=style)
             _set(widgets.stats, value=_stats_html(row))
-            _set(widgets.failures, value=_failures_html(row))
+            if row.failures:
+                if widgets.failures is None:
+                    widgets.failures = self._html()
+                    widgets.failures.add_class("nbtasks-failures")
+                    self._insert_after(widgets.box, widgets.failures)
+                _set(widgets.failures, value=_failures_html(row))
         output = self.model.output()
         if output:
-            _set(self.output, value=f'<details class="nbtasks-output"><summary>output of the units</summary>'
+            if self.output is None:
+                self.output = self._html()
+                self.output.add_class("nbtasks-output")
+                self.widget.children = [*self.widget.children, self.output]
+            _set(self.output, value=f'<details><summary>output of the units</summary>'
                                     f'<pre style="max-height:20em;overflow:auto">{escape(output)}</pre></details>')
         if done:
             _set(self.cancel_button, disabled=True)

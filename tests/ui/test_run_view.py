@@ -28,10 +28,10 @@ def test_one_row_per_task_of_the_composition(cluster):
     task = nt.ParallelTask(nt.ContainerTask(abs, nt.ContainerTask(str, float, concurrent=True)))
     run = task.submit(range(-3, 3), cluster=cluster, progress=False)
     view = RunView(run)
-    names = [view.rows[n.id].label.value for n in run.nodes]
+    names = [view.rows[n.id].label for n in run.nodes]
     assert len(view.rows) == len(run.nodes) == 6
     assert "abs" in names[2] and "str" in names[4] and "float" in names[5]
-    assert 'padding-left:3.6em' in view.rows[4].label.value  # nested rows are indented
+    assert 'padding-left:3.6em' in view.rows[4].label  # nested rows are indented
     run.result(30)
     wait_final(view)
     for row in view.rows.values():
@@ -59,6 +59,8 @@ def test_counts_unit_progress_failures_and_output(cluster):
     assert "raise ValueError" in failures  # the traceback, inside an expandable <details>
     assert "<details>" in failures
     assert view.rows[leaf.id].bar.bar_style == "danger"
+    children = list(view.widget.children)  # the failures sit right under their task's row
+    assert children.index(view.rows[leaf.id].failures) == children.index(view.rows[leaf.id].box) + 1
     assert "nbtasks-state-failed" in view.header.value
     for x in range(6):
         assert f"finished {x}" in view.output.value  # what units printed, under this run
@@ -97,8 +99,7 @@ def test_widget_messages_are_bounded_for_a_large_run(cluster):
     sent = []
     run = nt.ParallelTask(lambda x: x).submit(range(100_000), cluster=cluster, progress=False)
     view = RunView(run)
-    widgets = [view.header, view.cancel_button, view.output] + [
-        w for r in view.rows.values() for w in (r.bar, r.stats, r.failures)]
+    widgets = [view.header, view.cancel_button] + [w for r in view.rows.values() for w in (r.bar, r.stats)]
     for w in widgets:
         original = w.send_state
         w.send_state = lambda key=None, _o=original: (sent.append(key), _o(key))[1]
