@@ -8,6 +8,8 @@ told apart from any others on the machine by their environment.
 
 from __future__ import annotations
 
+import ast
+import math
 import pathlib
 import re
 import time
@@ -251,3 +253,236 @@ def test_getting_started_stops_its_cluster(getting_started: Executed) -> None:
     # ...and after the last cell (cluster.stop()), with the kernel still alive, none are left
     assert not getting_started.left_after_last_cell, (
         f"ipyparallel processes alive after cluster.stop(): {getting_started.left_after_last_cell}")
+
+
+# -- shared by the tutorials below -------------------------------------------------------------------
+
+def needs(name: str):
+    return pytest.mark.skipif(name not in NOTEBOOK_NAMES, reason=f"notebooks/{name} is missing")
+
+
+def one(pattern: str, out: str) -> re.Match:
+    """The single match of ``pattern`` (a whole line, without its newline) in ``out``."""
+    found = list(re.finditer(f"^{pattern}\n", out, flags=re.MULTILINE))
+    assert len(found) == 1, f"{len(found)} lines match {pattern!r} in:\n{out}"
+    return found[0]
+
+
+def assert_stops_its_cluster(executed: Executed) -> None:
+    assert executed.stdout.endswith("cluster stopped\n"), executed.stdout[-300:]
+    assert executed.seen_engines >= 2
+    assert not executed.left_after_last_cell, (
+        f"ipyparallel processes alive after cluster.stop(): {executed.left_after_last_cell}")
+
+
+# -- 02-containers: sequences, concurrent steps, nesting, parameters ------------------------------------
+
+CONTAINERS = "02-containers.ipynb"
+
+
+@pytest.fixture
+def containers(run_notebook) -> Executed:
+    return run_notebook(CONTAINERS)
+
+
+@needs(CONTAINERS)
+def test_containers_sequence_equals_serial(containers: Executed) -> None:
+    out = containers.stdout
+    # a year of hourly readings; every 50th is missing, every 97th (not also a 50th) is an error code
+    hours = 365 * 24
+    kept = sum(1 for h in range(hours) if h % 50 and h % 97)
+    assert f"readings kept: {kept} of {hours}\n" in out
+    cluster = ast.literal_eval(one(r"on the cluster:  (\{.*\})", out).group(1))
+    notebook = ast.literal_eval(one(r"in the notebook: (\{.*\})", out).group(1))
+    assert cluster == notebook and cluster["readings"] == kept, out
+    assert "pipeline: same result on the cluster and in the notebook: True\n" in out
+
+
+@needs(CONTAINERS)
+def test_containers_parameters_reach_their_step(containers: Executed) -> None:
+    out = containers.stdout
+    hours = 365 * 24
+    kept = sum(1 for h in range(hours) if h % 50 and h % 97)
+    high = ast.literal_eval(one(r"high=20\.0 -> (\{.*\})", out).group(1))
+    assert high["max"] <= 20.0 and high["readings"] < kept, high
+    seed = ast.literal_eval(one(r"seed=1    -> (\{.*\})", out).group(1))
+    assert seed["readings"] == kept, seed
+    assert "high=20.0: same result on the cluster and in the notebook: True\n" in out
+    rejected = one(r"rejected before dispatch: (.*)", out).group(1)
+    assert "'ofset'" in rejected and "'offset'" in rejected, rejected
+
+
+@needs(CONTAINERS)
+def test_containers_concurrent_gives_a_tuple(containers: Executed) -> None:
+    out = containers.stdout
+    cluster = ast.literal_eval(one(r"mean, median, spread on the cluster:  (\(.*\)) \(a tuple\)", out).group(1))
+    notebook = ast.literal_eval(one(r"mean, median, spread in the notebook: (\(.*\))", out).group(1))
+    assert isinstance(cluster, tuple) and len(cluster) == 3 and cluster == notebook, out
+    m, med, s = cluster
+    assert f"a typical hour is {m} °C, give or take {s} °C (median {med} °C)\n" in out
+
+
+@needs(CONTAINERS)
+def test_containers_nested_parallel_with_parameters(containers: Executed) -> None:
+    out = containers.stdout
+    plain = ast.literal_eval(one(r"no correction     \(mean, median, spread\): (\(.*\))", out).group(1))
+    corrected = ast.literal_eval(one(r"offset=-0\.4       \(mean, median, spread\): (\(.*\))", out).group(1))
+    assert abs((plain[0] - corrected[0]) - 0.4) < 0.011, (plain, corrected)   # every reading moved by -0.4
+    assert abs(plain[2] - corrected[2]) < 0.011, (plain, corrected)            # the spread did not
+    assert "full pipeline: same result on the cluster and in the notebook: True\n" in out
+
+
+@needs(CONTAINERS)
+def test_containers_counts_by_task(containers: Executed) -> None:
+    out = containers.stdout
+    kept = sum(1 for h in range(365 * 24) if h % 50 and h % 97)
+    for step, done in (("load", 1), ("clean", 1), ("calibrate", kept), ("mean", 1), ("median", 1), ("spread", 1)):
+        assert f"  {step}: {done} done, 0 failed\n" in out, step
+    assert f"units in total: {kept + 5}\n" in out
+
+
+@needs(CONTAINERS)
+def test_containers_stops_its_cluster(containers: Executed) -> None:
+    assert_stops_its_cluster(containers)
+
+
+# -- 03-parallel: divide/collect, reproducible Monte Carlo, batching, nesting, cancel ---------------------
+
+PARALLEL = "03-parallel.ipynb"
+
+
+@pytest.fixture
+def parallel(run_notebook) -> Executed:
+    return run_notebook(PARALLEL)
+
+
+@needs(PARALLEL)
+def test_parallel_divide_and_collect(parallel: Executed) -> None:
+    out = parallel.stdout
+    n = 10_000_000
+    total = (n - 1) * n * (2 * n - 1) // 6
+    assert "40 work units; the first is range(0, 250000), the last range(9750000, 10000000)\n" in out
+    assert f"sum of x² for x below {n:,} = {total:,}\n" in out
+    assert "blocks agree with the formula: True\n" in out
+    blocks = [sum(x * x for x in range(s, s + 250_000)) for s in range(0, 1_000_000, 250_000)]
+    assert f"4 partial sums, in block order: {blocks}\n" in out
+    assert "they add up to the total: True\n" in out
+
+
+@needs(PARALLEL)
+def test_parallel_monte_carlo_is_reproducible(parallel: Executed) -> None:
+    out = parallel.stdout
+    estimate = float(one(r"π ≈ (\S+) from 3,200,000 random points \(off by \S+\)", out).group(1))
+    assert abs(estimate - math.pi) < 0.01, estimate
+    assert f"the same estimate computed serially in the notebook: {estimate}\n" in out
+    assert "π: same estimate on the cluster and in the notebook: True\n" in out
+
+
+@needs(PARALLEL)
+def test_parallel_many_tiny_units(parallel: Executed) -> None:
+    out = parallel.stdout
+    assert "primes below 100,000: 9592\n" in out
+    assert re.search(r"^work units: 100,000, done: 100,000, in \S+ s\n", out, flags=re.MULTILINE), out
+    per_engine = ast.literal_eval(one(r"units per engine: (\{.*\})", out).group(1))
+    assert sum(per_engine.values()) == 100_000 and set(per_engine) <= {0, 1}, per_engine
+
+
+@needs(PARALLEL)
+def test_parallel_over_a_pipeline(parallel: Executed) -> None:
+    out = parallel.stdout
+    average = float(one(r"average farthest distance over 100 walkers: (\S+) steps \(theory: 125\.3\)", out).group(1))
+    assert 90 < average < 160, average
+    assert "walkers: same result on the cluster and in the notebook: True\n" in out
+    assert "  random_walk: 100 units done\n" in out
+    assert "  farthest: 100 units done\n" in out
+
+
+@needs(PARALLEL)
+def test_parallel_as_completed(parallel: Executed) -> None:
+    out = parallel.stdout
+    seen = re.findall(r"^  (\d) unit\(s\) in \(latest: seed (\d) from engine (\d+)\): π ≈ (\S+)\n", out,
+                      flags=re.MULTILINE)
+    assert [int(count) for count, _, _, _ in seen] == list(range(1, 9)), out
+    assert sorted(int(seed) for _, seed, _, _ in seen) == list(range(8)), out
+    assert f"all 8 units: π ≈ {seen[-1][3]}\n" in out
+
+
+@needs(PARALLEL)
+def test_parallel_cancel(parallel: Executed) -> None:
+    out = parallel.stdout
+    assert "run.cancel() -> True\nrun.cancelled(): True\nrun.result() raises CancelledError\n" in out
+    assert re.search(r"^next run after the cancel: 333,332,833,333,500,000 in \S+ s\n", out, flags=re.MULTILINE), out
+    units = ast.literal_eval(one(r"the cancelled run's units: (\{.*\})", out).group(1))
+    assert units.get("cancelled", 0) > 0, units
+    assert sum(units.get(s, 0) for s in ("queued", "running", "done", "failed", "cancelled")) == 20, units
+
+
+@needs(PARALLEL)
+def test_parallel_divide_not_iterable_is_a_clear_error(parallel: Executed) -> None:
+    message = one(r"TypeError: (.*)", parallel.stdout).group(1)
+    for part in ("sum_of_squares", "'how_many_blocks'", "int 40", "not iterable"):
+        assert part in message, message
+
+
+@needs(PARALLEL)
+def test_parallel_stops_its_cluster(parallel: Executed) -> None:
+    assert_stops_its_cluster(parallel)
+
+
+# -- 04-mapreduce: word count over the standard library's sources -----------------------------------------
+
+MAPREDUCE = "04-mapreduce.ipynb"
+
+
+@pytest.fixture
+def mapreduce(run_notebook) -> Executed:
+    return run_notebook(MAPREDUCE)
+
+
+@needs(MAPREDUCE)
+def test_mapreduce_matches_counter(mapreduce: Executed) -> None:
+    out = mapreduce.stdout
+    assert "matches collections.Counter: True\n" in out
+    files = int(one(r"corpus: (\d+) source files of the Python standard library, \S+ MB", out).group(1))
+    assert 20 <= files <= 200, files
+    assert "add_up('the', [1, 1, 1]) = 3\n" in out
+
+
+@needs(MAPREDUCE)
+def test_mapreduce_top_words(mapreduce: Executed) -> None:
+    out = mapreduce.stdout
+    words, distinct = one(r"([\d,]+) words in all, ([\d,]+) different ones", out).groups()
+    words, distinct = int(words.replace(",", "")), int(distinct.replace(",", ""))
+    assert 0 < distinct < words, out
+    top = re.findall(r"^ +(\d+)\. ([a-z]+) +([\d,]+)\n", out.split("top 10 words:\n", 1)[1], flags=re.MULTILINE)
+    assert [int(rank) for rank, _, _ in top[:10]] == list(range(1, 11)), out
+    frequencies = [int(n.replace(",", "")) for _, _, n in top[:10]]
+    assert frequencies == sorted(frequencies, reverse=True) and frequencies[-1] > 0, frequencies
+
+
+@needs(MAPREDUCE)
+def test_mapreduce_units_and_partitions(mapreduce: Executed) -> None:
+    out = mapreduce.stdout
+    files = one(r"corpus: (\d+) source files of the Python standard library, \S+ MB", out).group(1)
+    assert f"map units (one per file): {files}\n" in out
+    assert "reduce units (one per partition): 4\n" in out
+    parts = re.findall(r"^  partition (\d): ([\d,]+) different words, on engine \d+\n", out, flags=re.MULTILINE)
+    assert [int(p) for p, _ in parts] == [0, 1, 2, 3], out
+    distinct = int(one(r"[\d,]+ words in all, ([\d,]+) different ones", out).group(1).replace(",", ""))
+    assert sum(int(n.replace(",", "")) for _, n in parts) == distinct, out
+
+
+@needs(MAPREDUCE)
+def test_mapreduce_combiner(mapreduce: Executed) -> None:
+    out = mapreduce.stdout
+    assert "with a combiner: same counts: True\n" in out
+    without, with_ = one(r"values sent from mappers to reducers: ([\d,]+) without a combiner, "
+                         r"([\d,]+) with one", out).groups()
+    words = one(r"([\d,]+) words in all, [\d,]+ different ones", out).group(1)
+    assert without == words, out   # without a combiner, one value per occurrence
+    assert int(with_.replace(",", "")) < int(without.replace(",", "")), out
+
+
+@needs(MAPREDUCE)
+def test_mapreduce_stops_its_cluster(mapreduce: Executed) -> None:
+    assert_stops_its_cluster(mapreduce)
