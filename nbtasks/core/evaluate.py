@@ -171,13 +171,19 @@ class Evaluation:
         for i, (node, value) in enumerate(zip(nodes, inputs)):
             self.eval(node, value, one(i), i if fan_out else unit)
 
+    def _units(self, node: Node, input: Any) -> list:
+        if node is self.run.tree and self.run._root_units is not None:
+            units, self.run._root_units = self.run._root_units, None  # divided at submit
+            return units
+        return node.task.units(input)
+
     def _eval_concurrent(self, node: Node, input: Any, done: Callable[[Any], None], unit: int | None) -> None:
         self._gather(node.children, [input] * len(node.children), lambda rs: done(tuple(rs)),
                      unit, fan_out=False)
 
     def _eval_parallel(self, node: Node, input: Any, done: Callable[[Any], None], unit: int | None) -> None:
         task, child = node.task, node.children[0]
-        units = task.units(input)
+        units = self._units(node, input)
         finish = lambda results: self._guard(node, lambda: done(task.finish(results)))
         if child.task.is_leaf and units:
             self.request(child, units, lambda req: finish(req.results))
@@ -187,7 +193,7 @@ class Evaluation:
     def _eval_mapreduce(self, node: Node, input: Any, done: Callable[[Any], None], unit: int | None) -> None:
         task = node.task
         mapper, reducer = node.children
-        units = task.units(input)
+        units = self._units(node, input)
         combiner = task.combiner
         cparams = combiner.leaf_params(self.run.params) if combiner else None
 

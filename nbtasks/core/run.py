@@ -63,6 +63,7 @@ class Run(cf.Future):
         self.status_note = "waiting for the cluster"  # "why is this not running?"
         self._run_state = RunState.PENDING
         self._chunks: list[ChunkRecord] = []
+        self._root_units: list | None = None  # the top fan-out's units, divided at submit
         self._progress_cond = threading.Condition()
 
     # -- state ---------------------------------------------------------------
@@ -182,6 +183,15 @@ class Run(cf.Future):
         return sorted(self._failures, key=lambda f: (f.task, f.index))
 
     @property
+    def settled(self) -> bool:
+        """Finished, and no unit is still counted queued or running (after a cancel,
+        interrupted units come back a moment later)."""
+        if not self.done():
+            return False
+        c = self.tree.counts()
+        return c["queued"] == 0 and c["running"] == 0
+
+    @property
     def elapsed(self) -> float:
         start = self.started or self.created
         return (self.finished or time.time()) - start
@@ -247,6 +257,8 @@ def start_run(task: Task, input: Any, params: Mapping[str, Any], cluster: Any = 
             raise RuntimeError("no default cluster: import nbtasks (not only nbtasks.core)")
         backend = hooks.default_backend()
     run = Run(task, input, bound, on_error, progress)
+    if hasattr(task, "units"):  # a fan-out: divide now, so a bad divide raises here
+        run._root_units = task.units(input)
     run.backend = backend
     backend.start_run(run)
     return run

@@ -11,12 +11,15 @@ when its text changed, so an idle row costs no messages.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from .model import Row, RunModel, escape, format_duration
 from . import ticker
 
 __all__ = ["RunView"]
+
+SETTLE_TIMEOUT = 10.0  # seconds after the end of a run to wait for its last counts
 
 _BAR_STYLE = {"done": "success", "failed": "danger", "cancelled": "warning"}
 _BADGE_COLOUR = {"pending": "#888", "running": "#1f77b4", "done": "#2ca02c", "failed": "#d62728",
@@ -169,5 +172,6 @@ class RunView:
                                     f'<pre style="max-height:20em;overflow:auto">{escape(output)}</pre></details>')
         if done:
             _set(self.cancel_button, disabled=True)
-            self.final = True
+            # interrupted units are counted a moment after a cancel: draw until they are
+            self.final = self.run.settled or time.time() - (self.run.finished or 0) > SETTLE_TIMEOUT
         return self.final

@@ -231,8 +231,11 @@ def test_unpicklable_result_fails_that_unit_clearly(cluster):
 
 
 def test_bad_divide_and_bad_mapper_give_clear_errors(cluster):
-    run = nt.ParallelTask(noop, divide=lambda n: n, name="fan").submit(5, cluster=cluster, progress=False)
     with pytest.raises(TypeError, match="fan: divide '<lambda>' returned int 5, which is not iterable"):
+        nt.ParallelTask(noop, divide=lambda n: n, name="fan").submit(5, cluster=cluster)  # before dispatch
+    inner = nt.ContainerTask(abs, nt.ParallelTask(noop, divide=lambda n: n, name="inner"))
+    run = inner.submit(-5, cluster=cluster, progress=False)  # known only once abs has run
+    with pytest.raises(TypeError, match="inner: divide '<lambda>' returned int 5, which is not iterable"):
         run.result(30)
     mr = nt.MapReduceTask(lambda s: s.split(), lambda k, v: v)
     with pytest.raises(nt.UnitError, match="must yield \\(key, value\\) pairs") as info:
