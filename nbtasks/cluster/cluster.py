@@ -13,7 +13,6 @@ import enum
 import logging
 import os
 import threading
-import time
 from typing import Any
 
 import psutil

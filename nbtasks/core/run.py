@@ -13,7 +13,7 @@ import itertools
 import threading
 import time
 import uuid
-from typing import Any, Callable, Iterator, Mapping, Protocol
+from typing import Any, Iterator, Mapping, Protocol
 
 from .errors import UnitError
 from .hooks import hooks
