@@ -127,6 +127,8 @@ class Dispatcher:
         chunks = self.flight.get(chunk.engine, [])
         if chunk in chunks:
             chunks.remove(chunk)
+            if chunks:
+                self._started(chunks[0])  # the engine moves on to the chunk queued behind
         chunk.stream.in_flight -= 1
         evaluation = chunk.stream.evaluation
         try:
@@ -147,7 +149,7 @@ class Dispatcher:
             n = stop - start
             finished = max(0, min(n, done_units - offset))
             if over:
-                node.running -= n
+                self._uncount(chunk, node, n)
                 node.cancelled += n
                 offset += n
                 continue
@@ -159,7 +161,7 @@ class Dispatcher:
                 else:
                     errors[i] = self._unit_error(request, start + i, item, chunk.engine, outcome)
                     errors[i].node_id = node.id
-            node.running -= n
+            self._uncount(chunk, node, n)
             node.done += finished - len(errors)
             node.failed += len(errors)
             request.failed += len(errors)
@@ -190,6 +192,23 @@ class Dispatcher:
             self.streams.append(stream)
         stream.add(request)
 
+    @staticmethod
+    def _started(chunk: Chunk) -> None:
+        """Its units count as running once the engine gets to the chunk, not when it is
+        queued there behind another: ``running`` stays about one chunk per engine."""
+        if not chunk.started:
+            chunk.started = True
+            for request, start, stop in chunk.parts:
+                request.node.queued -= stop - start
+                request.node.running += stop - start
+
+    @staticmethod
+    def _uncount(chunk: Chunk, node: Any, n: int) -> None:
+        if chunk.started:
+            node.running -= n
+        else:
+            node.queued -= n
+
     def _requeue(self, stream: Stream, request: UnitRequest, start: int, stop: int) -> None:
         if stream.pending == 0:
             self.streams.append(stream)
@@ -200,7 +219,7 @@ class Dispatcher:
         """The chunk did not come back: engine died, interrupt, or it could not start."""
         evaluation = chunk.stream.evaluation
         for request, start, stop in chunk.parts:
-            request.node.running -= stop - start
+            self._uncount(chunk, request.node, stop - start)
             if evaluation.over:
                 request.node.cancelled += stop - start
         if evaluation.over:
@@ -365,12 +384,11 @@ class Dispatcher:
             self._unpicklable_input(stream, parts, exc)
             return
         chunk = Chunk(next(self._ids), stream, parts, engine)
-        for request, start, stop in parts:
-            request.node.queued -= stop - start
-            request.node.running += stop - start
         chunk.ar = self._view(engine).apply_async(run_chunk, stream.token, stream.blob, blob, parts[0][1])
         stream.in_flight += 1
         self.flight[engine].append(chunk)
+        if len(self.flight[engine]) == 1:
+            self._started(chunk)
         chunk.ar.add_done_callback(lambda _f, c=chunk: self.inbox.put(("done", c)))
 
     def _unpicklable_input(self, stream: Stream, parts: list, exc: Exception) -> None:

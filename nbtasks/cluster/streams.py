@@ -50,7 +50,7 @@ class Stream:
 
 
 class Chunk:
-    __slots__ = ("id", "stream", "parts", "engine", "ar", "n", "attempts", "sent", "signalled")
+    __slots__ = ("id", "stream", "parts", "engine", "ar", "n", "attempts", "sent", "signalled", "started")
 
     def __init__(self, id: int, stream: Stream, parts: list, engine: int, attempts: int = 0) -> None:
         self.id = id
@@ -62,3 +62,4 @@ class Chunk:
         self.ar: Any = None
         self.sent = time.monotonic()
         self.signalled = 0.0  # when we last sent SIGINT for it
+        self.started = False  # first in its engine's queue: its units count as running

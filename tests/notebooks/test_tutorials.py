@@ -9,6 +9,7 @@ told apart from any others on the machine by their environment.
 from __future__ import annotations
 
 import ast
+import base64
 import math
 import pathlib
 import re
@@ -486,3 +487,103 @@ def test_mapreduce_combiner(mapreduce: Executed) -> None:
 @needs(MAPREDUCE)
 def test_mapreduce_stops_its_cluster(mapreduce: Executed) -> None:
     assert_stops_its_cluster(mapreduce)
+
+
+# -- 05-parameters: a form drives a simulation whose result is plotted -------------------------------------
+
+PARAMETERS = "05-parameters.ipynb"
+
+
+@pytest.fixture
+def parameters(run_notebook) -> Executed:
+    return run_notebook(PARAMETERS)
+
+
+def widget_states(executed: Executed, css_class: str) -> list[dict]:
+    """The recorded state of every widget carrying ``css_class`` (nbclient keeps the final state)."""
+    widgets = executed.nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {})
+    return [model["state"] for model in widgets.get("state", {}).values()
+            if css_class in model["state"].get("_dom_classes", ())]
+
+
+@needs(PARAMETERS)
+def test_parameters_fields_follow_annotations(parameters: Executed) -> None:
+    out = parameters.stdout
+    for name, widget in (("sigma", "FloatSlider"), ("steps", "IntSlider"), ("kick", "Dropdown"),
+                         ("drift", "Checkbox"), ("label", "Text")):
+        one(rf" *{name}: {widget}", out)
+    values = ast.literal_eval(one(r"the form's values: (\{.*\})", out).group(1))
+    assert values == {"sigma": 1.0, "steps": 200, "kick": "gauss", "drift": False}, values
+
+
+@needs(PARAMETERS)
+def test_parameters_form_refuses_before_dispatch(parameters: Executed) -> None:
+    out = parameters.stdout
+    one(r"form\.submit\(\) with an empty label returns None", out)
+    reason = one(r"next to the Run button: (.*)", out).group(1)
+    assert "'label'" in reason and "missing" in reason, reason
+    refused = one(r"form\.set\(sigma=50\) refused: (.*)", out).group(1)
+    assert "'sigma'" in refused and "<= 10" in refused, refused
+    one(r"sigma is still 1\.0", out)
+
+
+@needs(PARAMETERS)
+def test_parameters_form_run_equals_direct_call(parameters: Executed) -> None:
+    out = parameters.stdout
+    params = ast.literal_eval(one(r"parameters: (\{.*\})", out).group(1))
+    assert params == {"sigma": 2.0, "steps": 200, "kick": "gauss", "drift": False,
+                      "label": "σ = 2, Gaussian kicks"}, params
+    spread = float(one(r"after 200 steps, 3200 walkers spread by (\S+) \(theory: σ·√200 = 28\.28\)", out).group(1))
+    assert abs(spread - 2.0 * math.sqrt(200)) < 0.05 * 2.0 * math.sqrt(200), spread
+    from_form = one(r"spread after 200 steps, from the form's run:   (\S+)", out).group(1)
+    direct = one(r"spread after 200 steps, calling the task here: (\S+)", out).group(1)
+    assert from_form == direct and f"{float(from_form):.2f}" == f"{spread:.2f}", (from_form, direct)
+    one(r"the form's run equals calling the task directly: True", out)
+
+
+@needs(PARAMETERS)
+def test_parameters_history_of_two_runs(parameters: Executed) -> None:
+    out = parameters.stdout
+    one(r"runs so far: 2", out)
+    rows = re.findall(r"^ +(\d+) +(\S+) +(\d+) +(gauss|uniform|coin) +(True|False) +(-?\d+\.\d\d) +(\d+\.\d\d)\n",
+                      out.split("spread at end\n", 1)[1], flags=re.MULTILINE)
+    assert [(n, sigma, steps, kick, drift) for n, sigma, steps, kick, drift, _, _ in rows[:2]] == [
+        ("1", "2.0", "200", "gauss", "False"), ("2", "2.0", "200", "coin", "True")], out
+    first, second = rows[0], rows[1]
+    spread = float(one(r"after 200 steps, 3200 walkers spread by (\S+) .*", out).group(1))
+    assert float(first[6]) == spread, (first, spread)
+    assert abs(float(first[5])) < 3 and abs(float(second[5]) - 40) < 3, rows     # only the drift moves the cloud
+    assert abs(float(second[6]) - 2.0 * math.sqrt(200)) < 1.5, rows               # a coin toss spreads the same
+    one(r"drift expected: 0\.1·σ·steps = 40\.00", out)
+
+
+@needs(PARAMETERS)
+def test_parameters_progress_inside_units(parameters: Executed) -> None:
+    out = parameters.stdout
+    count = int(one(r"(\d+) progress reports seen while the run went on, for example:", out).group(1))
+    assert count >= 1, out
+    reports = re.findall(r"^  unit ([0-7]): (\d+)% step (\d+) of 1000\n", out, flags=re.MULTILINE)
+    assert 1 <= len(reports) <= 3, out
+    assert all(int(percent) * 10 == int(step) for _, percent, step in reports), reports
+    spread = float(one(r"after 1000 steps the walkers spread by (\S+) \(theory: σ·√1000 = 63\.25\)", out).group(1))
+    assert abs(spread - 63.25) < 0.05 * 63.25, spread
+
+
+@needs(PARAMETERS)
+def test_parameters_form_shows_the_plot(parameters: Executed) -> None:
+    # read from the kernel: every run's plot reached the form's Output widget as a PNG
+    holds = re.findall(r"^the form's output area holds: (.*)\n", parameters.stdout, flags=re.MULTILINE)
+    assert holds == ["[['image/png', 'text/plain']]"] * 3, holds
+    # and as the front end got it: the widget state nbclient recorded
+    outputs = widget_states(parameters, "nbtasks-result")
+    assert len(outputs) == 1, outputs
+    shown = outputs[0]["outputs"]
+    assert len(shown) == 1 and "image/png" in shown[0]["data"], shown
+    assert base64.b64decode(shown[0]["data"]["image/png"]).startswith(b"\x89PNG\r\n\x1a\n")
+    history = widget_states(parameters, "nbtasks-history")
+    assert len(history) == 1 and history[0]["value"].count("<tr><td>") == 3, history
+
+
+@needs(PARAMETERS)
+def test_parameters_stops_its_cluster(parameters: Executed) -> None:
+    assert_stops_its_cluster(parameters)
