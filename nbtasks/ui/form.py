@@ -12,7 +12,10 @@ what ``submit`` would, before anything is dispatched.
 from __future__ import annotations
 
 import enum
+import io
 import pathlib
+import threading
+import types
 import typing
 from typing import Any, Callable
 
@@ -28,6 +31,15 @@ HISTORY = 10  # previous runs kept in the table
 
 def _range_of(param: Param) -> Range | None:
     return next((c for c in param.constraints if isinstance(c, Range)), None)
+
+
+def _optional(kind: Any) -> Any:
+    """``X`` for ``Optional[X]`` / ``X | None``, else None."""
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(kind) if a is not type(None)]
+        if len(args) == 1 and len(typing.get_args(kind)) == 2:
+            return args[0]
+    return None
 
 
 def _kind(param: Param) -> Any:
@@ -65,16 +77,45 @@ def field_for(param: Param, value: Any = EMPTY) -> Any:
         if kind is int:
             return W.IntText(value=int(number), **common)
         return W.FloatText(value=float(number), **common)
-    text = "" if value in (EMPTY, None) else str(value)
-    return W.Text(value=text, placeholder="required" if param.required else "", **common)
+    text = "" if value is EMPTY or value is None else str(value)
+    placeholder = "required" if param.required else ("empty: None" if _optional(kind) else "")
+    return W.Text(value=text, placeholder=placeholder, **common)
 
 
 def _read(param: Param, widget: Any) -> Any:
+    """The field's value as the task expects it (text fields hold strings)."""
     value = widget.value
+    if not isinstance(widget.value, str):
+        return value
     kind = _kind(param)
-    if isinstance(kind, type) and issubclass(kind, pathlib.PurePath) and value != "":
+    inner = _optional(kind)
+    if inner is not None:
+        if value.strip() == "":
+            return None
+        kind = inner
+    if value == "":
+        return value
+    if isinstance(kind, type) and issubclass(kind, pathlib.PurePath):
         return kind(value)
+    if kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            return value  # left as text: validation says what is wrong
     return value
+
+
+def _displayable(value: Any) -> Any:
+    """A matplotlib figure made with the object API has no notebook repr unless
+    pyplot's inline backend is loaded: show it as a PNG ourselves."""
+    savefig = getattr(value, "savefig", None)
+    if savefig is None:
+        return value
+    from IPython.display import Image
+
+    buffer = io.BytesIO()
+    savefig(buffer, format="png", bbox_inches="tight")
+    return Image(data=buffer.getvalue(), format="png")
 
 
 def _summary(value: Any, limit: int = 60) -> str:
@@ -94,10 +135,11 @@ class TaskForm:
         self.cluster = cluster
         self.show = show  # result -> something to display (a figure...); the result itself by default
         self.params = task.params()
-        self.fields = {name: field_for(p, values.get(name, EMPTY)) for name, p in self.params.items()}
-        unknown = set(values) - set(self.params)
-        if unknown:
-            raise TypeError(f"{task.name}.form() got unknown parameter(s) {sorted(unknown)}")
+        self.fields = {name: field_for(p) for name, p in self.params.items()}
+        self.set(**values)  # presets are checked like any value set from code
+        self.error: str | None = None  # why the last Run was refused, as plain text
+        self._drawn = threading.Event()  # the latest run's result is on show
+        self._drawn.set()
         self.runs: list[Any] = []
         self.history: list[dict[str, Any]] = []
         self.button = W.Button(description="Run", icon="play", button_style="primary")
@@ -148,7 +190,9 @@ class TaskForm:
                 raise exc_type(f"{self.task.name}: parameter {name!r} {message}")
         for name, value in values.items():
             widget = self.fields[name]
-            widget.value = str(value) if isinstance(widget.value, str) and not isinstance(value, str) else value
+            if isinstance(widget.value, str):
+                value = "" if value is None else str(value)
+            widget.value = value
 
     # -- running -------------------------------------------------------------------------
     def validate(self) -> dict[str, Any] | None:
@@ -177,29 +221,45 @@ class TaskForm:
         del self.history[HISTORY:]
         self.current.children = [view_of(run).widget]
         self.result.clear_output()
-        self._drawn_result = False
+        self._drawn.clear()
         self._draw_history()
         ticker.watch(self)
         return run
+
+    def wait(self, timeout: float | None = None) -> Any:
+        """Wait for the latest run and for its result to be on show; return the result."""
+        if not self.runs:
+            raise RuntimeError("the form has not run yet: press Run or call form.submit()")
+        run = self.runs[-1]
+        run.wait(timeout)
+        if not self._drawn.wait(timeout):
+            raise TimeoutError("the form's result was not shown in time")
+        return run.result(0)
 
     def refresh(self) -> bool:
         """Called by the ticker while the latest run goes on."""
         run = self.runs[-1] if self.runs else None
         if run is None or not run.done():
             return run is None
-        if not self._drawn_result:
-            self._drawn_result = True
-            if run.state.value == "done":
-                shown = run.result() if self.show is None else self.show(run.result())
-                self.result.append_display_data(shown)
+        if not self._drawn.is_set():
+            try:
+                if run.state.value == "done":
+                    shown = run.result() if self.show is None else self.show(run.result())
+                    self.result.append_display_data(_displayable(shown))
+            except Exception as exc:  # a broken show() must not leave the form hanging
+                self._show_message(f"show(result) failed: {type(exc).__name__}: {exc}")
+            finally:
+                self._drawn.set()
         self._draw_history()
         return True
 
     # -- drawing -------------------------------------------------------------------------
     def _show_message(self, text: str) -> None:
+        self.error = text
         self.message.value = f'<span class="nbtasks-invalid" style="color:#d62728">{escape(text)}</span>'
 
     def _clear_message(self) -> None:
+        self.error = None
         if self.message.value:
             self.message.value = ""
 

@@ -113,3 +113,58 @@ def test_show_turns_a_result_into_what_is_displayed(cluster):
     form.submit().result(30)
     wait_for(lambda: form.refresh() and form.result.outputs)
     assert form.result.outputs[0]["data"]["text/plain"] == "'value is 10.0'"
+
+
+def test_optional_parameters_run_from_the_form(cluster):
+    from typing import Optional
+
+    @nt.task
+    def limit(xs, top: Optional[int] = None, ratio: float | None = None):
+        return xs[:top] if ratio is None else [x * ratio for x in xs[:top]]
+
+    form = limit.form([1, 2, 3], cluster=cluster)
+    assert form.values == {"top": None, "ratio": None}
+    assert form.submit().result(30) == [1, 2, 3]
+    form.set(top=2)
+    assert form.values == {"top": 2, "ratio": None}
+    form.fields["ratio"].value = "0.5"  # typed by a person
+    assert form.submit().result(30) == [0.5, 1.0]
+    form.fields["top"].value = "two"
+    assert form.submit() is None and "top" in form.error
+
+
+def test_presets_are_checked_like_values_set_from_code():
+    with pytest.raises(ValueError, match="sigma.*<= 10"):
+        model.form([1], sigma=50.0)
+    with pytest.raises(TypeError, match="kind"):
+        model.form([1], kind="zzz")
+    with pytest.raises(TypeError, match="no parameter named 'bogus'"):
+        model.form([1], bogus=1)
+
+
+def test_a_failing_show_is_reported_and_the_form_goes_on(cluster):
+    form = model.form([1], cluster=cluster, show=lambda value: 1 / 0)
+    form.submit()
+    assert form.wait(30) == 10.0
+    assert "show(result) failed: ZeroDivisionError" in form.error
+    assert "<td>done</td>" in form.history_html.value
+
+
+def test_a_matplotlib_figure_shows_as_a_png(cluster):
+    from matplotlib.figure import Figure
+
+    def plot(value):
+        fig = Figure(figsize=(2, 2))
+        fig.subplots().plot([0, value])
+        return fig
+
+    form = model.form([1], cluster=cluster, show=plot)
+    form.submit()
+    form.wait(30)
+    data = form.result.outputs[0]["data"]
+    assert "image/png" in data
+
+
+def test_wait_before_any_run_says_why():
+    with pytest.raises(RuntimeError, match="not run yet"):
+        model.form([1]).wait(1)
