@@ -27,6 +27,7 @@ from .model import escape, format_duration
 __all__ = ["TaskForm", "field_for"]
 
 HISTORY = 10  # previous runs kept in the table
+_PAD = ' style="padding:0 0.8em 0 0"'
 
 
 def _range_of(param: Param) -> Range | None:
@@ -275,12 +276,12 @@ class TaskForm:
             else:
                 outcome = ""
             duration = format_duration(run.elapsed) if run.done() else "…"
-            rows.append(f"<tr><td>{entry['n']}</td><td>{escape(params)}</td><td>{run.state.value}</td>"
-                        f"<td>{duration}</td><td>{escape(outcome)}</td></tr>")
+            cells = (entry["n"], escape(params), run.state.value, duration, escape(outcome))
+            rows.append("<tr>" + "".join(f"<td{_PAD}>{c}</td>" for c in cells) + "</tr>")
+        head = "".join(f'<th{_PAD} align="left">{h}</th>' for h in ("#", "parameters", "state", "time", "result"))
         self.history_html.value = (
-            "<details open><summary>previous runs</summary><table><thead><tr><th>#</th><th>parameters</th>"
-            "<th>state</th><th>time</th><th>result</th></tr></thead><tbody>" + "".join(rows)
-            + "</tbody></table></details>") if rows else ""
+            f"<details open><summary>previous runs</summary><table><thead><tr>{head}</tr></thead><tbody>"
+            + "".join(rows) + "</tbody></table></details>") if rows else ""
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict:
         bundle = self.widget._repr_mimebundle_()

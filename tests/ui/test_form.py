@@ -105,7 +105,7 @@ def test_run_button_shows_progress_result_and_history(cluster):
     assert form.result.outputs[-1]["data"]["text/plain"] == "120.0"
     history = form.history_html.value
     assert history.index("sigma=4.0") < history.index("sigma=2.0")  # newest first
-    assert history.count("<td>done</td>") == 2
+    assert history.count(">done</td>") == 2
 
 
 def test_show_turns_a_result_into_what_is_displayed(cluster):
@@ -147,7 +147,7 @@ def test_a_failing_show_is_reported_and_the_form_goes_on(cluster):
     form.submit()
     assert form.wait(30) == 10.0
     assert "show(result) failed: ZeroDivisionError" in form.error
-    assert "<td>done</td>" in form.history_html.value
+    assert ">done</td>" in form.history_html.value
 
 
 def test_a_matplotlib_figure_shows_as_a_png(cluster):
