@@ -41,6 +41,10 @@ __all__ = ["Dispatcher"]
 MAX_ATTEMPTS = 3  # a chunk whose engine died or was interrupted this often fails
 
 
+class ReplyLost(Exception):
+    """An engine will never answer this chunk (it answered a later one)."""
+
+
 class Dispatcher:
     depth = 2  # chunks queued per engine: one running, one ready to start
 
@@ -105,11 +109,13 @@ class Dispatcher:
                 log.exception("nbtasks dispatcher failed scheduling")
 
     def _on_run(self, run: Run) -> None:
-        if run.done():
+        if run.done():  # cancelled before it got here
+            run._take_prequeued("cancelled")
             return
         try:
             self.cluster._ensure_started()
         except Exception as exc:
+            run._take_prequeued("cancelled")
             run._fail(exc)
             return
         evaluation = Evaluation(run, self._enqueue, self._stop_run)
@@ -124,8 +130,17 @@ class Dispatcher:
         self._stop_run(run, reason)
 
     def _on_done(self, chunk: Chunk) -> None:
+        if chunk.lost:  # its reply was given up for lost; a late one changes nothing
+            return
         chunks = self.flight.get(chunk.engine, [])
         if chunk in chunks:
+            # an engine answers in order: chunks sent to it before this one that are
+            # still waiting will never be answered (an interrupt can hit the reply)
+            for older in chunks[: chunks.index(chunk)]:
+                chunks.remove(older)
+                older.lost = True
+                older.stream.in_flight -= 1
+                self._chunk_lost(older, ReplyLost(f"engine {chunk.engine} answered a later chunk first"))
             chunks.remove(chunk)
             if chunks:
                 self._started(chunks[0])  # the engine moves on to the chunk queued behind
@@ -226,7 +241,7 @@ class Dispatcher:
             self._forget_if_over(evaluation)
             return
         ename = getattr(exc, "ename", type(exc).__name__)
-        if ename not in ("KeyboardInterrupt", "EngineError", "TaskAborted"):
+        if ename not in ("KeyboardInterrupt", "EngineError", "TaskAborted", "ReplyLost"):
             # the engine could not even start the chunk (e.g. a module the task needs
             # is missing there): retrying elsewhere would fail the same way
             error = RuntimeError(f"task {chunk.stream.node.name!r} could not run on engine {chunk.engine}: "
@@ -284,20 +299,22 @@ class Dispatcher:
                     log.debug("abort failed", exc_info=True)
         self._interrupt_abandoned()
 
-    def _interrupt_abandoned(self, every: float = 0.3) -> None:
+    def _interrupt_abandoned(self, every: float = 1.0, limit: int = 5) -> None:
         """SIGINT engines whose current chunk belongs to a run that is over.
 
-        Repeated until the chunk comes back: a signal that lands before the engine
-        has started the chunk is ignored. One that lands in another run's chunk
-        only sends that chunk's unfinished units back to the queue.
+        Repeated a few times while the chunk does not come back: a signal that lands
+        before the engine has started the chunk is ignored. One that lands in another
+        run's chunk only sends that chunk's unfinished units back to the queue.
         """
         now = time.monotonic()
         for engine, chunks in self.flight.items():
             if not chunks:
                 continue
             current = chunks[0]
-            if current.stream.evaluation.over and now - current.signalled >= every:
+            if (current.stream.evaluation.over and current.interrupts < limit
+                    and (current.interrupts == 0 or now - current.signalled >= every)):
                 current.signalled = now
+                current.interrupts += 1
                 try:
                     self.cluster.client.send_signal(signal.SIGINT, targets=[engine], block=False)
                 except Exception:

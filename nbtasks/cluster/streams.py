@@ -50,7 +50,8 @@ class Stream:
 
 
 class Chunk:
-    __slots__ = ("id", "stream", "parts", "engine", "ar", "n", "attempts", "sent", "signalled", "started")
+    __slots__ = ("id", "stream", "parts", "engine", "ar", "n", "attempts", "sent", "signalled", "started",
+                 "interrupts", "lost")
 
     def __init__(self, id: int, stream: Stream, parts: list, engine: int, attempts: int = 0) -> None:
         self.id = id
@@ -63,3 +64,5 @@ class Chunk:
         self.sent = time.monotonic()
         self.signalled = 0.0  # when we last sent SIGINT for it
         self.started = False  # first in its engine's queue: its units count as running
+        self.interrupts = 0  # SIGINTs sent for it (its run is over)
+        self.lost = False  # given up: its engine answered a later chunk

@@ -174,6 +174,7 @@ class Evaluation:
     def _units(self, node: Node, input: Any) -> list:
         if node is self.run.tree and self.run._root_units is not None:
             units, self.run._root_units = self.run._root_units, None  # divided at submit
+            self.run._take_prequeued()  # the request about to be made counts them again
             return units
         return node.task.units(input)
 

@@ -64,6 +64,7 @@ class Run(cf.Future):
         self._run_state = RunState.PENDING
         self._chunks: list[ChunkRecord] = []
         self._root_units: list | None = None  # the top fan-out's units, divided at submit
+        self._prequeued: tuple[Node, int] | None = None  # and counted queued then
         self._progress_cond = threading.Condition()
 
     # -- state ---------------------------------------------------------------
@@ -91,6 +92,16 @@ class Run(cf.Future):
     def _finish(self, result: Any) -> None:
         if self._move(RunState.DONE):
             self.set_result(result)
+
+    def _take_prequeued(self, state: str | None = None) -> None:
+        """Stop counting the units counted queued at submit; count them as ``state``
+        instead, if given (dispatch thread)."""
+        if self._prequeued is not None:
+            node, n = self._prequeued
+            self._prequeued = None
+            node.queued -= n
+            if state is not None:
+                setattr(node, state, getattr(node, state) + n)
 
     def _fail(self, exc: BaseException) -> None:
         if self._move(RunState.FAILED):
@@ -259,6 +270,10 @@ def start_run(task: Task, input: Any, params: Mapping[str, Any], cluster: Any = 
     run = Run(task, input, bound, on_error, progress)
     if hasattr(task, "units"):  # a fan-out: divide now, so a bad divide raises here
         run._root_units = task.units(input)
+        leaf = run.tree.children[0]
+        if leaf.task.is_leaf:  # its units show as queued from the start
+            leaf.queued += len(run._root_units)
+            run._prequeued = (leaf, len(run._root_units))
     run.backend = backend
     backend.start_run(run)
     return run

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import io
+import math
 import pathlib
 import threading
 import types
@@ -72,7 +73,8 @@ def field_for(param: Param, value: Any = EMPTY) -> Any:
             if kind is int:
                 return W.IntSlider(min=int(rng.min), max=int(rng.max), step=int(rng.step or 1),
                                    value=int(number), continuous_update=False, **common)
-            step = rng.step or (rng.max - rng.min) / 100
+            # a round step (0.01, 0.1, ...) so round values and the default sit on the grid
+            step = rng.step or 10 ** math.floor(math.log10((rng.max - rng.min) / 100))
             return W.FloatSlider(min=rng.min, max=rng.max, step=step, value=float(number),
                                  continuous_update=False, readout_format=".3g", **common)
         if kind is int:

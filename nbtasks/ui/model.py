@@ -72,7 +72,7 @@ class RunModel:
         for node in self.run.nodes:
             counts = node.counts()
             finished = counts["done"] + counts["failed"]
-            total = finished + counts["queued"] + counts["running"]
+            total = finished + counts["queued"] + counts["running"] + counts["cancelled"]
             rate = self._rate(node.id, now, finished)
             eta = None
             if rate and total > finished:
@@ -97,7 +97,7 @@ class RunModel:
         while len(history) > 2 and now - history[0][0] > self.window:
             history.pop(0)
         (t0, n0), (t1, n1) = history[0], history[-1]
-        if t1 - t0 <= 0 or n1 == n0:
+        if t1 - t0 <= 0 or n1 - n0 < 2:  # one unit makes no rate
             return None
         return (n1 - n0) / (t1 - t0)
 

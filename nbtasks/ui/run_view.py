@@ -43,7 +43,7 @@ class _Shared:
         from ipywidgets.widgets.widget_int import ProgressStyle
         from ipywidgets.widgets.widget_string import HTMLStyle
 
-        self.bar_style = ProgressStyle(description_width="14em")
+        self.bar_style = ProgressStyle(description_width="12em")
         self.html_style = HTMLStyle()
         self.bar_layout = W.Layout(width="30em")
         self.layout = W.Layout()
@@ -149,7 +149,8 @@ class RunView:
             f'<span class="nbtasks-badge nbtasks-state-{state}" style="background:{colour};color:white;'
             f'border-radius:0.6em;padding:0 0.5em">{state}</span>{note} '
             f'<span class="nbtasks-elapsed">{format_duration(head["elapsed"])}</span> · '
-            f'{c["done"]} done · {c["failed"]} failed{error}'))
+            f'{c["done"]} done · {c["failed"]} failed'
+            + (f' · {c["cancelled"]} cancelled' if c["cancelled"] else "") + error))
         for row in self.model.rows():
             widgets = self.rows[row.id]
             style = _BAR_STYLE.get(state, "") if done else ("danger" if row.counts["failed"] else "")
@@ -172,6 +173,7 @@ class RunView:
                                     f'<pre style="max-height:20em;overflow:auto">{escape(output)}</pre></details>')
         if done:
             _set(self.cancel_button, disabled=True)
+            self.cancel_button.layout.display = "none"  # nothing left to cancel
             # interrupted units are counted a moment after a cancel: draw until they are
             self.final = self.run.settled or time.time() - (self.run.finished or 0) > SETTLE_TIMEOUT
         return self.final

@@ -35,6 +35,7 @@ def test_fields_follow_the_annotations():
     form = model.form([1, 2, 3])
     f = form.fields
     assert isinstance(f["sigma"], W.FloatSlider) and (f["sigma"].min, f["sigma"].max) == (0.1, 10)
+    assert f["sigma"].step == 0.01  # round steps: the default and round values are on the grid
     assert isinstance(f["steps"], W.IntSlider) and (f["steps"].min, f["steps"].max) == (1, 20)
     assert isinstance(f["kind"], W.Dropdown) and list(f["kind"].options) == ["sum", "max"]
     assert isinstance(f["method"], W.Dropdown) and f["method"].value is Method.FAST

@@ -73,7 +73,9 @@ def test_cancel_button_cancels_the_run(cluster):
     assert run.cancelled()
     wait_final(view)
     assert "nbtasks-state-cancelled" in view.header.value
-    assert "4 cancelled" in view.rows[1].stats.value  # the final counts, not those at the click
+    assert "<b>0</b>/4 · 4 cancelled" in view.rows[1].stats.value  # final counts, not those at the click
+    assert "4 cancelled" in view.header.value
+    assert view.cancel_button.layout.display == "none"
     assert view.cancel_button.disabled
     assert nt.ParallelTask(abs).run([-1], cluster=cluster, progress=False, timeout=15) == [1]
 
