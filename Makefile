@@ -17,7 +17,8 @@ setup: $(STAMP)
 demo: setup  ## run the getting-started tutorial headless and print what it computed
 	$(PY) tools/run_notebook.py notebooks/01-getting-started.ipynb
 
-test: setup  ## every test: core, a real local cluster, the tutorials in a real kernel
+test: setup  ## every test: core, a real local cluster, the tutorials in a real kernel, the browser
+	bash tools/system-deps.sh
 	$(PY) -m pytest
 
 bench: setup  ## nbtasks against raw ipyparallel, joblib and a serial loop; the notebook UI's cost
