@@ -23,6 +23,7 @@ from .core import (
     ParallelTask,
     Range,
     RemoteTraceback,
+    Retry,
     Run,
     RunFailed,
     RunState,
@@ -30,6 +31,7 @@ from .core import (
     TaskDefinitionError,
     UnitError,
     UnitState,
+    UnitTimeout,
     task,
 )
 from .core.hooks import hooks as _hooks
@@ -42,6 +44,7 @@ __all__ = [
     "Range", "Run", "RunState", "UnitState", "progress",
     "Cluster", "ClusterError",
     "NbtasksError", "TaskDefinitionError", "UnitError", "RunFailed", "RemoteTraceback",
+    "Retry", "UnitTimeout",
 ]
 
 _LAZY = {"Cluster": "nbtasks.cluster", "ClusterError": "nbtasks.cluster"}

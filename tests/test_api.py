@@ -9,6 +9,7 @@ PUBLIC = {
     "__version__", "task", "Task", "FunctionTask", "ContainerTask", "ParallelTask", "MapReduceTask",
     "Range", "Run", "RunState", "UnitState", "progress", "Cluster", "ClusterError",
     "NbtasksError", "TaskDefinitionError", "UnitError", "RunFailed", "RemoteTraceback",
+    "Retry", "UnitTimeout",
 }
 
 

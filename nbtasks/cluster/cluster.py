@@ -13,6 +13,7 @@ import enum
 import logging
 import os
 import threading
+import time
 from typing import Any
 
 import psutil
@@ -64,6 +65,7 @@ class Cluster:
         self._checked: set[int] = set()
         self._processes: list[psutil.Process] = []
         self.engine_info: dict[int, dict[str, Any]] = {}  # id -> host, pid (from the version check)
+        self._replacing: threading.Thread | None = None  # starting engines for dead ones
         self._start_lock = threading.Lock()
         self._start_error: BaseException | None = None
         self._dispatcher = Dispatcher(self)
@@ -212,6 +214,41 @@ class Cluster:
         psutil.wait_procs(alive, timeout=5)
         self._processes = []
 
+    def _keep_size(self) -> None:
+        """A cluster we started replaces engines that died, so it keeps its size.
+
+        Called on the dispatch thread; the engines start in the background and
+        receive work as soon as they register and pass the version check.
+        """
+        if not self._owned or self._ipp is None or self.state is not ClusterState.RUNNING:
+            return
+        if self._replacing is not None and self._replacing.is_alive():
+            return
+        missing = self.n - len(self.client.ids)
+        if missing <= 0:
+            return
+        log.warning("nbtasks: %d engine(s) of %r died; starting replacements", missing, self)
+
+        before = set(self.client.ids)
+
+        def start() -> None:
+            # wait until the new engines registered (not for the full size: more may
+            # die meanwhile), so the next check does not start the same ones twice
+            try:
+                self._ipp.start_engines_sync(n=missing)
+                deadline = time.monotonic() + self.engine_timeout
+                seen: set[int] = set()
+                while len(seen) < missing and time.monotonic() < deadline:
+                    if self.state is not ClusterState.RUNNING:
+                        return
+                    seen |= set(self.client.ids) - before
+                    time.sleep(0.05)
+            except Exception:
+                log.warning("nbtasks: replacing engines failed", exc_info=True)
+
+        self._replacing = threading.Thread(target=start, name="nbtasks-replace", daemon=True)
+        self._replacing.start()
+
     def _usable_engines(self) -> list[int]:
         """Registered engines that passed the version check (new ones are checked here)."""
         ids = list(self.client.ids)
@@ -244,6 +281,8 @@ class Cluster:
         if self.state is ClusterState.STOPPED:
             return
         self._dispatcher.stop()
+        if self._replacing is not None:
+            self._replacing.join(30)  # do not stop the cluster under engines being started
         self._close_client()
         if self._owned and self._ipp is not None:
             try:

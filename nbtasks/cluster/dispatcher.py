@@ -15,6 +15,7 @@ loss need, and a small per-engine queue (``depth``) hides the round trip.
 from __future__ import annotations
 
 import collections
+import heapq
 import itertools
 import logging
 import queue
@@ -23,7 +24,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..core.errors import RemoteTraceback, UnitError
+from ..core.errors import RemoteTraceback, Retry, UnitError
 from ..core.evaluate import Evaluation, UnitRequest
 from ..core.records import ChunkRecord
 from ..core.run import Run
@@ -38,7 +39,20 @@ log = logging.getLogger("nbtasks")
 
 __all__ = ["Dispatcher"]
 
-MAX_ATTEMPTS = 3  # a chunk whose engine died or was interrupted this often fails
+HANDBACKS = 10  # times a unit may hand itself back with nt.Retry before it counts as failed
+BACKOFF = 0.1  # seconds before the first re-run of a unit that raised; doubles each time
+MAX_BACKOFF = 30.0
+
+
+def _ranges(indices: list[int]) -> list[tuple[int, int]]:
+    """Sorted indices as half-open ranges: [1, 2, 3, 7] -> [(1, 4), (7, 8)]."""
+    out: list[tuple[int, int]] = []
+    for i in indices:
+        if out and out[-1][1] == i:
+            out[-1] = (out[-1][0], i + 1)
+        else:
+            out.append((i, i + 1))
+    return out
 
 
 class ReplyLost(Exception):
@@ -56,6 +70,8 @@ class Dispatcher:
         self.evaluations: dict[str, Evaluation] = {}
         self.flight: dict[int, list[Chunk]] = collections.defaultdict(list)  # engine -> chunks, oldest first
         self.cancelled: set[str] = set()
+        #: heap of (ready time, seq, stream, request, index): units waiting out a backoff
+        self.delayed: list[tuple[float, int, Stream, UnitRequest, int]] = []
         self._ids = itertools.count()
         self._views: dict[int, Any] = {}
         self.units_done: collections.Counter[int] = collections.Counter()  # per engine, for display
@@ -82,9 +98,10 @@ class Dispatcher:
     # -- the thread ---------------------------------------------------------------
     def _loop(self) -> None:
         while True:
-            waiting = bool(self.streams) or any(self.flight.values())
+            waiting = bool(self.streams) or bool(self.delayed) or any(self.flight.values())
             try:
-                message = self.inbox.get(timeout=0.25 if waiting else None)
+                # idle, it still wakes now and then: dead engines get replaced
+                message = self.inbox.get(timeout=0.25 if waiting else 1.0)
             except queue.Empty:
                 message = None
             messages = [] if message is None else [message]
@@ -104,6 +121,8 @@ class Dispatcher:
             try:
                 self._interrupt_abandoned()
                 self._poll_progress()
+                self._release_delayed()
+                self.cluster._keep_size()
                 self._schedule()
             except Exception:
                 log.exception("nbtasks dispatcher failed scheduling")
@@ -169,21 +188,25 @@ class Dispatcher:
                 offset += n
                 continue
             errors: dict[int, UnitError] = {}
+            again: set[int] = set()  # positions that run again (retries, nt.Retry)
             for i in range(finished):
                 item = outcome.errors.get(offset + i)
                 if item is None:
                     request.results[start + i] = outcome.values[offset + i]
+                elif self._run_again(chunk, request, start + i, item[2]):
+                    again.add(i)
                 else:
                     errors[i] = self._unit_error(request, start + i, item, chunk.engine, outcome)
-                    errors[i].node_id = node.id
             self._uncount(chunk, node, n)
-            node.done += finished - len(errors)
+            node.done += finished - len(errors) - len(again)
             node.failed += len(errors)
+            node.retried += len(again)
+            node.queued += len(again)
             request.failed += len(errors)
-            request.remaining -= finished
+            request.remaining -= finished - len(again)
             if finished:
                 evaluation.run._record(ChunkRecord(request, start, start + finished, chunk.engine,
-                                                   outcome, offset, errors))
+                                                   outcome, offset, errors, again))
             if finished < n:  # interrupted by a signal that was not meant for this run
                 node.queued += n - finished
                 node.retried += n - finished
@@ -224,11 +247,33 @@ class Dispatcher:
         else:
             node.queued -= n
 
-    def _requeue(self, stream: Stream, request: UnitRequest, start: int, stop: int) -> None:
+    def _requeue(self, stream: Stream, request: UnitRequest, start: int, stop: int,
+                 avoid: int | None = None) -> None:
         if stream.pending == 0:
             self.streams.append(stream)
-        stream.segments.appendleft([request, start, stop])
-        stream.pending += stop - start
+        stream.add(request, start, stop, avoid, first=True)
+
+    def _run_again(self, chunk: Chunk, request: UnitRequest, index: int, exc: BaseException | None) -> bool:
+        """Whether a unit that raised runs again: handed back (nt.Retry, on another
+        engine if there is one) or within its task's ``retries`` (after a backoff)."""
+        task = request.node.task
+        if isinstance(exc, Retry):
+            if request.tried(index, "handback") > HANDBACKS:
+                return False
+            self._requeue(chunk.stream, request, index, index + 1, avoid=chunk.engine)
+            return True
+        if not task.retries or request.tried(index, "error") > task.retries:
+            return False
+        delay = min(MAX_BACKOFF, BACKOFF * 2 ** (request.tries[index]["error"] - 1))
+        heapq.heappush(self.delayed, (time.monotonic() + delay, next(self._ids), chunk.stream, request, index))
+        return True
+
+    def _release_delayed(self) -> None:
+        now = time.monotonic()
+        while self.delayed and self.delayed[0][0] <= now:
+            _, _, stream, request, index = heapq.heappop(self.delayed)
+            if not stream.evaluation.over:
+                self._requeue(stream, request, index, index + 1)
 
     def _chunk_lost(self, chunk: Chunk, exc: BaseException) -> None:
         """The chunk did not come back: engine died, interrupt, or it could not start."""
@@ -252,22 +297,44 @@ class Dispatcher:
             evaluation.fail(error)
             self._forget_if_over(evaluation)
             return
-        if chunk.attempts + 1 >= MAX_ATTEMPTS:
-            evaluation.fail(RuntimeError(
-                f"task {chunk.stream.node.name!r}: a chunk of {chunk.n} unit(s) was lost "
-                f"{MAX_ATTEMPTS} times (last on engine {chunk.engine}: {exc})"))
-            self._forget_if_over(evaluation)
-            return
         log.info("nbtasks: re-queueing %d unit(s) of %r after %s", chunk.n, chunk.stream.node.name, exc)
+        engine_died = ename in ("EngineError", "ReplyLost")
         for request, start, stop in reversed(chunk.parts):
-            request.node.queued += stop - start
-            request.node.retried += stop - start
-            self._requeue(chunk.stream, request, start, stop)
+            limit = request.node.task.max_engine_failures
+            keep = list(range(start, stop))
+            if engine_died:
+                spent = [i for i in keep if request.tried(i, "engine") >= limit]
+                for index in spent:
+                    self._engine_failed_unit(chunk, request, index, limit, ename)
+                    if evaluation.over:
+                        return
+                keep = [i for i in keep if i not in set(spent)]
+            request.node.queued += len(keep)
+            request.node.retried += len(keep)
+            for first, last in reversed(_ranges(keep)):
+                self._requeue(chunk.stream, request, first, last)
+
+    def _engine_failed_unit(self, chunk: Chunk, request: UnitRequest, index: int, limit: int,
+                            ename: str) -> None:
+        """A unit whose engine died ``limit`` times fails instead of looping."""
+        evaluation = chunk.stream.evaluation
+        error = UnitError(request.node.name, request.label(index), request.inputs[index],
+                          f"{ename}: the engine running this unit died {limit} times "
+                          f"(max_engine_failures={limit})", "", chunk.engine, None, None)
+        error.node_id = request.node.id
+        request.node.failed += 1
+        request.failed += 1
+        request.remaining -= 1
+        evaluation.run._failures.append(error)
+        evaluation.unit_failed(error)
+        if request.remaining == 0 and not evaluation.over:
+            evaluation.request_done(request)
 
     def _unit_error(self, request: UnitRequest, index: int, item: tuple, engine: int, outcome: Any) -> UnitError:
         summary, tb, exc = item
         error = UnitError(request.node.name, request.label(index), request.inputs[index], summary, tb,
                           engine, outcome.host, outcome.pid, exc)
+        error.node_id = request.node.id
         if exc is not None:
             if tb:
                 exc.__cause__ = RemoteTraceback(tb)
@@ -281,12 +348,19 @@ class Dispatcher:
         self.cancelled.add(run.id)
         for key in [k for k in self.stream_of if k[0] == run.id]:
             stream = self.stream_of.pop(key)
-            for request, start, stop in stream.segments:
+            for request, start, stop, _ in stream.segments:
                 request.node.queued -= stop - start
                 request.node.cancelled += stop - start
             stream.segments.clear()
             stream.pending = 0
         self.streams = collections.deque(s for s in self.streams if s.evaluation.run is not run)
+        waiting = [d for d in self.delayed if d[2].evaluation.run is run]
+        if waiting:
+            for _, _, _, request, _ in waiting:
+                request.node.queued -= 1
+                request.node.cancelled += 1
+            self.delayed = [d for d in self.delayed if d[2].evaluation.run is not run]
+            heapq.heapify(self.delayed)
         for engine, chunks in self.flight.items():
             mine = [c for c in chunks if c.stream.evaluation.run is run]
             if not mine:
@@ -391,9 +465,11 @@ class Dispatcher:
         if stream.sizer.per_unit is None and stream.in_flight >= n_engines * self.depth:
             self.streams.append(stream)  # still probing: wait for a measurement
             return
-        parts = stream.cut(stream.sizer.size(stream.pending, n_engines))
+        parts = stream.cut(stream.sizer.size(stream.pending, n_engines), engine, n_engines)
         if stream.pending:
             self.streams.append(stream)
+        if not parts:  # what is left avoids this engine
+            return
         inputs = [x for request, start, stop in parts for x in request.inputs[start:stop]]
         try:
             blob = dumps(inputs, f"the input of task {stream.node.name!r}")

@@ -23,43 +23,55 @@ class Stream:
         self.token = uuid.uuid4().hex
         task = request.node.task
         self.blob = dumps((task, request.mode, request.params, request.extra), f"task {task.name!r}")
-        self.segments: collections.deque[list] = collections.deque()  # [request, next, stop]
+        #: [request, next, stop, avoid]: units next..stop-1 of request; avoid an engine id
+        #: (a unit handed back with nt.Retry runs elsewhere if it can)
+        self.segments: collections.deque[list] = collections.deque()
         self.pending = 0
         self.sizer = ChunkSizer()
         self.in_flight = 0
 
-    def add(self, request: UnitRequest, start: int = 0, stop: int | None = None) -> None:
+    def add(self, request: UnitRequest, start: int = 0, stop: int | None = None,
+            avoid: int | None = None, first: bool = False) -> None:
         stop = len(request.inputs) if stop is None else stop
         if stop > start:
-            self.segments.append([request, start, stop])
+            segment = [request, start, stop, avoid]
+            if first:
+                self.segments.appendleft(segment)
+            else:
+                self.segments.append(segment)
             self.pending += stop - start
 
-    def cut(self, size: int) -> list[tuple[UnitRequest, int, int]]:
+    def cut(self, size: int, engine: int | None = None, engines: int = 1) -> list[tuple[UnitRequest, int, int]]:
+        """Up to ``size`` units for ``engine``, skipping units that avoid it while
+        another engine could take them."""
         parts = []
-        while size > 0 and self.segments:
-            seg = self.segments[0]
-            request, start, stop = seg
+        i = 0
+        while size > 0 and i < len(self.segments):
+            seg = self.segments[i]
+            request, start, stop, avoid = seg
+            if avoid is not None and avoid == engine and engines > 1:
+                i += 1
+                continue
             take = min(size, stop - start)
             parts.append((request, start, start + take))
             seg[1] = start + take
             if seg[1] == stop:
-                self.segments.popleft()
+                del self.segments[i]
             size -= take
             self.pending -= take
         return parts
 
 
 class Chunk:
-    __slots__ = ("id", "stream", "parts", "engine", "ar", "n", "attempts", "sent", "signalled", "started",
+    __slots__ = ("id", "stream", "parts", "engine", "ar", "n", "sent", "signalled", "started",
                  "interrupts", "lost")
 
-    def __init__(self, id: int, stream: Stream, parts: list, engine: int, attempts: int = 0) -> None:
+    def __init__(self, id: int, stream: Stream, parts: list, engine: int) -> None:
         self.id = id
         self.stream = stream
         self.parts = parts
         self.engine = engine
         self.n = sum(stop - start for _, start, stop in parts)
-        self.attempts = attempts
         self.ar: Any = None
         self.sent = time.monotonic()
         self.signalled = 0.0  # when we last sent SIGINT for it

@@ -1,7 +1,7 @@
 """Task model and composition; imports neither ipyparallel nor Jupyter."""
 
 from .compose import ContainerTask, MapReduceTask, ParallelTask
-from .errors import NbtasksError, RemoteTraceback, RunFailed, TaskDefinitionError, UnitError
+from .errors import NbtasksError, RemoteTraceback, Retry, RunFailed, TaskDefinitionError, UnitError, UnitTimeout
 from .params import Range
 from .run import Run
 from .states import RunState, UnitState
@@ -11,5 +11,5 @@ __all__ = [
     "Task", "FunctionTask", "task", "as_task",
     "ContainerTask", "ParallelTask", "MapReduceTask",
     "Range", "Run", "RunState", "UnitState",
-    "NbtasksError", "TaskDefinitionError", "UnitError", "RunFailed", "RemoteTraceback",
+    "NbtasksError", "TaskDefinitionError", "UnitError", "RunFailed", "RemoteTraceback", "Retry", "UnitTimeout",
 ]

@@ -11,6 +11,8 @@ __all__ = [
     "RunFailed",
     "RemoteTraceback",
     "InvalidTransition",
+    "Retry",
+    "UnitTimeout",
 ]
 
 
@@ -24,6 +26,15 @@ class TaskDefinitionError(NbtasksError, ValueError):
 
 class InvalidTransition(NbtasksError, RuntimeError):
     """A state machine was asked for a move its transition table forbids."""
+
+
+class Retry(Exception):
+    """Raise inside ``work()`` to hand the unit back: it runs again, on another
+    engine if there is one (TaskManager's ``returnTask``)."""
+
+
+class UnitTimeout(NbtasksError, TimeoutError):
+    """A unit ran longer than its task's ``timeout`` and was interrupted."""
 
 
 class RemoteTraceback(Exception):

@@ -32,7 +32,7 @@ class UnitRequest:
     """Run a leaf node on a list of inputs; one entry per unit in ``results``."""
 
     __slots__ = ("evaluation", "node", "seq", "unit", "mode", "params", "extra", "inputs", "results",
-                 "remaining", "failed", "on_done", "blob")
+                 "remaining", "failed", "on_done", "blob", "tries")
 
     def __init__(self, evaluation: "Evaluation", node: Node, inputs: list,
                  on_done: Callable[["UnitRequest"], None], mode: str = "call", extra: tuple = (),
@@ -51,6 +51,14 @@ class UnitRequest:
         self.failed = 0
         self.on_done = on_done
         self.blob: bytes | None = None  # the pickled task, made once by the backend
+        #: index -> {"error": n, "handback": n, "engine": n}: why a unit ran again (sparse)
+        self.tries: dict[int, dict[str, int]] = {}
+
+    def tried(self, index: int, why: str) -> int:
+        """Count one more re-run of unit ``index`` for ``why``; returns the new count."""
+        counts = self.tries.setdefault(index, {})
+        counts[why] = counts.get(why, 0) + 1
+        return counts[why]
 
     @property
     def run(self) -> Run:

@@ -43,16 +43,17 @@ def _slices(text: str, marks: list) -> dict[int, str]:
 class ChunkRecord:
     """What one finished chunk did: which units, where, when, what they printed."""
 
-    __slots__ = ("request", "start", "stop", "engine", "outcome", "offset", "unit_errors")
+    __slots__ = ("request", "start", "stop", "engine", "outcome", "offset", "unit_errors", "again")
 
     def __init__(self, request: Any, start: int, stop: int, engine: int | None, outcome: Any,
-                 offset: int, unit_errors: dict[int, BaseException]) -> None:
+                 offset: int, unit_errors: dict[int, BaseException], again: set[int] = frozenset()) -> None:
         self.request = request
         self.start, self.stop = start, stop  # units [start, stop) of the request
         self.engine = engine
         self.outcome = outcome               # shared by every slice of one chunk
         self.offset = offset                 # where this slice starts within the chunk
         self.unit_errors = unit_errors       # position within the slice -> UnitError
+        self.again = again                   # positions that raised and run again elsewhere
 
     def units(self) -> list[UnitRecord]:
         req, out = self.request, self.outcome
@@ -62,6 +63,9 @@ class ChunkRecord:
         for i in range(self.stop - self.start):
             j = self.offset + i
             end = out.ends[j]
+            if i in self.again:  # this attempt does not count; a later record has the unit
+                previous = end
+                continue
             error = self.unit_errors.get(i)
             index = self.start + i
             records.append(UnitRecord(

@@ -65,9 +65,28 @@ class Task:
     #: whether ``work()`` runs on an engine as one unit (False for compositions)
     is_leaf = True
 
-    def __init__(self, name: str | None = None, tag: str | None = None) -> None:
+    #: unit-level fault handling (leaf tasks); set with ``@nt.task(retries=..., timeout=...)``
+    retries = 0               # re-runs of a unit that raised, with exponential backoff
+    timeout: float | None = None  # seconds a unit may run before it is interrupted
+    max_engine_failures = 3   # engine deaths while running one unit before it is failed
+
+    def __init__(self, name: str | None = None, tag: str | None = None, *, retries: int | None = None,
+                 timeout: float | None = None, max_engine_failures: int | None = None) -> None:
         self._name = name
         self._tag = tag
+        if retries is not None:
+            if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+                raise TaskDefinitionError(f"retries must be an int >= 0, got {retries!r}")
+            self.retries = retries
+        if timeout is not None:
+            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+                raise TaskDefinitionError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+            self.timeout = float(timeout)
+        if max_engine_failures is not None:
+            if isinstance(max_engine_failures, bool) or not isinstance(max_engine_failures, int) \
+                    or max_engine_failures < 1:
+                raise TaskDefinitionError(f"max_engine_failures must be an int >= 1, got {max_engine_failures!r}")
+            self.max_engine_failures = max_engine_failures
 
     # -- identity -----------------------------------------------------------
     @property
@@ -185,10 +204,11 @@ def _input_from(args: tuple) -> Any:
 class FunctionTask(Task):
     """A plain function as a task: its body is ``work()``."""
 
-    def __init__(self, fn: Callable, name: str | None = None, tag: str | None = None) -> None:
+    def __init__(self, fn: Callable, name: str | None = None, tag: str | None = None,
+                 **faults: Any) -> None:
         if not callable(fn):
             raise TaskDefinitionError(f"a task needs a callable, got {type(fn).__name__} {fn!r}")
-        super().__init__(name or getattr(fn, "__name__", None) or repr(fn), tag)
+        super().__init__(name or getattr(fn, "__name__", None) or repr(fn), tag, **faults)
         self.fn = fn
         functools.update_wrapper(self, fn, updated=())
 
@@ -212,14 +232,18 @@ class FunctionTask(Task):
 @overload
 def task(fn: Callable) -> FunctionTask: ...
 @overload
-def task(*, name: str | None = None, tag: str | None = None) -> Callable[[Callable], FunctionTask]: ...
+def task(*, name: str | None = None, tag: str | None = None, retries: int | None = None,
+         timeout: float | None = None, max_engine_failures: int | None = None
+         ) -> Callable[[Callable], FunctionTask]: ...
 
 
-def task(fn: Callable | None = None, *, name: str | None = None, tag: str | None = None):
-    """Make a function a :class:`Task`: ``@nt.task`` or ``@nt.task(name=..., tag=...)``."""
+def task(fn: Callable | None = None, *, name: str | None = None, tag: str | None = None,
+         retries: int | None = None, timeout: float | None = None, max_engine_failures: int | None = None):
+    """Make a function a :class:`Task`: ``@nt.task`` or ``@nt.task(name=..., retries=2, timeout=60)``."""
+    faults = {"retries": retries, "timeout": timeout, "max_engine_failures": max_engine_failures}
     if fn is None:
-        return lambda f: FunctionTask(f, name=name, tag=tag)
-    return FunctionTask(fn, name=name, tag=tag)
+        return lambda f: FunctionTask(f, name=name, tag=tag, **faults)
+    return FunctionTask(fn, name=name, tag=tag, **faults)
 
 
 def as_task(obj: Any, role: str = "task") -> Task:

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import socket
 import sys
+import threading
 import time
 import traceback
 from typing import Any, Mapping
 
 from . import progress as _progress
 from .compose import map_unit, reduce_items
+from .errors import UnitTimeout
 from .task import Task
 
 __all__ = ["execute_chunk", "ChunkOutcome"]
@@ -73,10 +76,41 @@ def _describe(exc: BaseException) -> tuple[str, str]:
     return f"{type(exc).__name__}: {exc}", "".join(lines)
 
 
+class _Timer:
+    """Interrupts a unit that runs past ``timeout`` with ``UnitTimeout`` (SIGALRM,
+    so only where units run on the main thread, as on an engine)."""
+
+    def __init__(self, timeout: float | None) -> None:
+        self.timeout = timeout if threading.current_thread() is threading.main_thread() else None
+        self.saved: Any = None
+
+    def _expired(self, signum: int, frame: Any) -> None:
+        raise UnitTimeout(f"the unit ran longer than its timeout of {self.timeout:g} s")
+
+    def __enter__(self) -> "_Timer":
+        if self.timeout:
+            self.saved = signal.signal(signal.SIGALRM, self._expired)
+        return self
+
+    def arm(self) -> None:
+        if self.timeout:
+            signal.setitimer(signal.ITIMER_REAL, self.timeout)
+
+    def disarm(self) -> None:
+        if self.timeout:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.timeout:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self.saved)
+
+
 def execute_chunk(task: Task, mode: str, params: Mapping[str, Any], inputs: list,
                   extra: tuple = (), first_index: int = 0) -> ChunkOutcome:
     out = ChunkOutcome()
     fn = _unit_fn(task, mode, params, extra)
+    timer = _Timer(getattr(task, "timeout", None))
     values, ends, errors = out.values, out.ends, out.errors
     out_buf, err_buf = io.StringIO(), io.StringIO()
     saved = sys.stdout, sys.stderr
@@ -85,11 +119,16 @@ def execute_chunk(task: Task, mode: str, params: Mapping[str, Any], inputs: list
     start = time.perf_counter()
     clock = time.perf_counter
     try:
+        timer.__enter__()
         for i, unit in enumerate(inputs):
             _progress.current = i
             try:
-                values.append(fn(unit, first_index + i))
+                timer.arm()
+                value = fn(unit, first_index + i)
+                timer.disarm()
+                values.append(value)
             except Exception as exc:
+                timer.disarm()
                 values.append(None)
                 summary, text = _describe(exc)
                 errors[i] = (summary, text, exc)
@@ -103,6 +142,7 @@ def execute_chunk(task: Task, mode: str, params: Mapping[str, Any], inputs: list
     except KeyboardInterrupt:
         out.interrupted = True  # cancelled: keep the units finished before the signal
     finally:
+        timer.__exit__()
         sys.stdout, sys.stderr = saved
         out.busy = clock() - start
     out.stdout, out.stderr = out_buf.getvalue(), err_buf.getvalue()

@@ -1,0 +1,113 @@
+"""Faults on a real cluster: retries with backoff, timeouts, hand-backs, engine deaths.
+
+Executions are counted with files, not trusted from nbtasks' own counters.
+"""
+
+import os
+import signal
+import time
+
+import pytest
+
+import nbtasks as nt
+
+
+def attempt(directory, unit):
+    """Record one execution of ``unit``; returns how many there were so far."""
+    path = os.path.join(directory, f"unit-{unit}")
+    with open(path, "a") as f:
+        f.write(f"{os.getpid()}\n")
+    with open(path) as f:
+        return len(f.read().splitlines())
+
+
+def executions(directory, unit):
+    path = os.path.join(directory, f"unit-{unit}")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [int(line) for line in f.read().split()]
+
+
+def test_retries_rerun_a_failing_unit_until_it_succeeds(cluster, tmp_path):
+    @nt.task(retries=2)
+    def flaky(x, directory=str(tmp_path)):
+        if attempt(directory, x) < 3:  # fails on the first two tries
+            raise ConnectionError(f"try again {x}")
+        return x * 10
+
+    run = nt.ParallelTask(flaky).submit(range(4), cluster=cluster, progress=False)
+    assert run.result(60) == [0, 10, 20, 30]
+    assert [len(executions(tmp_path, x)) for x in range(4)] == [3, 3, 3, 3]
+    assert run.counts()["retried"] == 8 and run.counts()["done"] == 4 and run.counts()["failed"] == 0
+    assert sorted(u.index for u in run.units()) == [0, 1, 2, 3]  # failed tries are not listed as units
+
+
+def test_when_retries_run_out_the_last_error_fails_the_unit(cluster, tmp_path):
+    @nt.task(retries=1)
+    def always(x, directory=str(tmp_path)):
+        n = attempt(directory, x)
+        raise ValueError(f"attempt {n}")
+
+    with pytest.raises(nt.UnitError, match="ValueError: attempt 2"):
+        always.run(7, cluster=cluster, progress=False, timeout=60)
+    assert len(executions(tmp_path, 7)) == 2
+
+
+def test_a_unit_running_past_its_timeout_is_interrupted(cluster):
+    slow = nt.task(timeout=0.5)(lambda s: time.sleep(s) or s)
+    run = nt.ParallelTask(slow).submit([0.01, 30, 0.01], cluster=cluster, progress=False, on_error="continue")
+    with pytest.raises(nt.RunFailed):
+        run.result(20)  # not 30 s: the long unit is cut off
+    [failure] = run.failures
+    assert failure.index == 1 and isinstance(failure.__cause__, nt.UnitTimeout)
+    assert "timeout of 0.5 s" in str(failure)
+    assert sorted(u.result for u in run.units("done")) == [0.01, 0.01]
+    # the engine is fine afterwards
+    assert slow.run(0.01, cluster=cluster, progress=False, timeout=30) == 0.01
+
+
+def test_a_timed_out_unit_can_be_retried(cluster, tmp_path):
+    @nt.task(timeout=0.5, retries=1)
+    def slow_once(x, directory=str(tmp_path)):
+        if attempt(directory, x) == 1:
+            time.sleep(30)
+        return x
+
+    assert slow_once.run(5, cluster=cluster, progress=False, timeout=30) == 5
+    assert len(executions(tmp_path, 5)) == 2
+
+
+def test_a_unit_handed_back_runs_again_on_another_engine(cluster, tmp_path):
+    @nt.task
+    def picky(x, directory=str(tmp_path)):
+        if attempt(directory, x) == 1:
+            raise nt.Retry("not here")
+        return os.getpid()
+
+    run = nt.ParallelTask(picky).submit(range(4), cluster=cluster, progress=False)
+    pids = run.result(60)
+    for x in range(4):
+        first, second = executions(tmp_path, x)
+        assert first != second == pids[x]  # elsewhere: not on the engine that handed it back
+    assert run.counts()["retried"] == 4 and run.counts()["failed"] == 0
+
+
+def test_engine_deaths_fail_a_unit_after_max_engine_failures_and_the_cluster_keeps_its_size():
+    with nt.Cluster(n=2) as own:
+        killer = nt.task(max_engine_failures=2)(lambda x: os.kill(os.getpid(), signal.SIGKILL))
+        run = nt.ParallelTask(killer).submit([1], cluster=own, progress=False, on_error="continue")
+        with pytest.raises(nt.RunFailed, match="died 2 times"):
+            run.result(120)
+        deadline = time.monotonic() + 60
+        while len(own.engines) < 2:  # dead engines are replaced
+            assert time.monotonic() < deadline, own.engines
+            time.sleep(0.1)
+        assert nt.ParallelTask(abs).run([-1, -2, -3], cluster=own, progress=False, timeout=60) == [1, 2, 3]
+
+
+@pytest.mark.parametrize("bad", [{"retries": -1}, {"retries": 1.5}, {"timeout": 0}, {"timeout": "1"},
+                                 {"max_engine_failures": 0}])
+def test_bad_fault_settings_are_refused(bad):
+    with pytest.raises(nt.TaskDefinitionError):
+        nt.task(**bad)(abs)
