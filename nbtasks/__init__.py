@@ -36,12 +36,13 @@ from .core import (
 )
 from .core.hooks import hooks as _hooks
 from .core.progress import progress
+from .core.shared import shared
 
 __all__ = [
     "__version__",
     "task", "Task", "FunctionTask",
     "ContainerTask", "ParallelTask", "MapReduceTask",
-    "Range", "Run", "RunState", "UnitState", "progress",
+    "Range", "Run", "RunState", "UnitState", "progress", "shared",
     "Cluster", "ClusterError",
     "NbtasksError", "TaskDefinitionError", "UnitError", "RunFailed", "RemoteTraceback",
     "Retry", "UnitTimeout",

@@ -7,7 +7,7 @@ import nbtasks as nt
 
 PUBLIC = {
     "__version__", "task", "Task", "FunctionTask", "ContainerTask", "ParallelTask", "MapReduceTask",
-    "Range", "Run", "RunState", "UnitState", "progress", "Cluster", "ClusterError",
+    "Range", "Run", "RunState", "UnitState", "progress", "shared", "Cluster", "ClusterError",
     "NbtasksError", "TaskDefinitionError", "UnitError", "RunFailed", "RemoteTraceback",
     "Retry", "UnitTimeout",
 }

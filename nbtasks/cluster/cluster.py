@@ -19,8 +19,11 @@ from typing import Any
 import psutil
 
 from .._version import __version__
+from ..core import shared as _shared
 from ..core.errors import NbtasksError
+from ..core.serialize import dumps
 from .dispatcher import Dispatcher
+from .engine import drop_shared, store_shared
 
 __all__ = ["Cluster", "ClusterError", "ClusterState"]
 
@@ -66,6 +69,8 @@ class Cluster:
         self._processes: list[psutil.Process] = []
         self.engine_info: dict[int, dict[str, Any]] = {}  # id -> host, pid (from the version check)
         self._replacing: threading.Thread | None = None  # starting engines for dead ones
+        self._shared: dict[str, bytes] = {}  # name -> pickled value, for engines that join later
+        self._shared_lock = threading.Lock()
         self._start_lock = threading.Lock()
         self._start_error: BaseException | None = None
         self._dispatcher = Dispatcher(self)
@@ -135,6 +140,7 @@ class Cluster:
                     raise
                 raise ClusterError(f"could not start a local cluster of {self.n} engines: {exc}") from exc
             self.state = ClusterState.RUNNING
+        self._dispatcher.start()
 
     def _start_local(self) -> None:
         import ipyparallel as ipp
@@ -214,6 +220,36 @@ class Cluster:
         psutil.wait_procs(alive, timeout=5)
         self._processes = []
 
+    # -- shared data --------------------------------------------------------------------
+    def share(self, **values: Any) -> None:
+        """Send each value once to every engine (and to engines that join later);
+        tasks read it with ``nt.shared("name")``. Sharing a name again replaces it."""
+        blobs = {name: dumps(value, f"shared value {name!r}") for name, value in values.items()}
+        self._ensure_started()
+        for name, value in values.items():
+            _shared.put(name, value)  # a task called here, in the notebook, sees it too
+        with self._shared_lock:
+            self._shared.update(blobs)
+            ids = [i for i in self.client.ids if i in self._checked]
+            if ids:
+                self.client.direct_view(targets=ids).apply_sync(store_shared, blobs)
+
+    def unshare(self, *names: str) -> None:
+        """Delete shared values, here and on every engine."""
+        for name in names:
+            _shared.remove(name)
+        with self._shared_lock:
+            for name in names:
+                self._shared.pop(name, None)
+            ids = [i for i in self.engines if i in self._checked]
+            if ids and self.state is ClusterState.RUNNING:
+                self.client.direct_view(targets=ids).apply_sync(drop_shared, list(names))
+
+    @property
+    def shared(self) -> list[str]:
+        """Names of the values shared with this cluster's engines."""
+        return sorted(self._shared)
+
     def _keep_size(self) -> None:
         """A cluster we started replaces engines that died, so it keeps its size.
 
@@ -255,7 +291,10 @@ class Cluster:
         fresh = [i for i in ids if i not in self._checked]
         if fresh:
             try:
-                self._check_engines(fresh)
+                with self._shared_lock:  # a newcomer gets the shared values before any work
+                    self._check_engines(fresh)
+                    if self._shared:
+                        self.client.direct_view(targets=fresh).apply_sync(store_shared, dict(self._shared))
             except ClusterError as exc:
                 log.warning("nbtasks: not using engine(s) %s: %s", fresh, exc)
         return [i for i in ids if i in self._checked]

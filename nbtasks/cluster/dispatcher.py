@@ -80,13 +80,17 @@ class Dispatcher:
         self._stopped = False
 
     # -- called from any thread ---------------------------------------------------
+    def start(self) -> None:
+        """Start the dispatch thread (idempotent); it also keeps a local cluster's size."""
+        with self._lock:
+            if self._thread is None and not self._stopped:
+                self._thread = threading.Thread(target=self._loop, name="nbtasks-dispatch", daemon=True)
+                self._thread.start()
+
     def post(self, *message: Any) -> None:
         if self._stopped:
             raise RuntimeError(f"{self.cluster!r} is stopped")
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="nbtasks-dispatch", daemon=True)
-                self._thread.start()
+        self.start()
         self.inbox.put(message)
 
     def stop(self, timeout: float = 5.0) -> None:

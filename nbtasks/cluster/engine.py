@@ -10,13 +10,14 @@ import time
 import cloudpickle
 
 from ..core import progress as _progress
+from ..core import shared as _shared
 from ..core.unitexec import ChunkOutcome, execute_chunk
 
 PROGRESS_KEY = "nbtasks.progress"
 _PROGRESS_EVERY = 0.1  # seconds between two reports from one engine (the last one always goes)
 _last_report = [0.0]
 
-__all__ = ["run_chunk"]
+__all__ = ["run_chunk", "store_shared", "drop_shared"]
 
 # pickled task per stream, so a chunk does not unpickle the task again
 _tasks: "collections.OrderedDict[str, tuple]" = collections.OrderedDict()
@@ -70,3 +71,17 @@ def run_chunk(token: str, task_blob: bytes, inputs_blob: bytes, first_index: int
     task, mode, params, extra = _task_for(token, task_blob)
     inputs = pickle.loads(inputs_blob)
     return _sendable(execute_chunk(task, mode, params, inputs, extra, first_index), task.name)
+
+
+def store_shared(values: dict[str, bytes]) -> list[str]:
+    """Unpickle shared values into this engine's registry; returns what it now holds."""
+    for name, blob in values.items():
+        _shared.put(name, cloudpickle.loads(blob))
+    return _shared.names()
+
+
+def drop_shared(names: list[str]) -> list[str]:
+    for name in names:
+        _shared.remove(name)
+    return _shared.names()
+
