@@ -30,6 +30,7 @@ from ..core.records import ChunkRecord
 from ..core.run import Run
 from ..core.serialize import dumps, loads
 from .engine import PROGRESS_KEY, run_chunk
+from .limits import Limits
 from .streams import Chunk, Stream
 
 if TYPE_CHECKING:
@@ -70,6 +71,7 @@ class Dispatcher:
         self.evaluations: dict[str, Evaluation] = {}
         self.flight: dict[int, list[Chunk]] = collections.defaultdict(list)  # engine -> chunks, oldest first
         self.cancelled: set[str] = set()
+        self.limits = Limits()
         #: heap of (ready time, seq, stream, request, index): units waiting out a backoff
         self.delayed: list[tuple[float, int, Stream, UnitRequest, int]] = []
         self._ids = itertools.count()
@@ -163,11 +165,13 @@ class Dispatcher:
                 chunks.remove(older)
                 older.lost = True
                 older.stream.in_flight -= 1
+                self.limits.finished(older.stream.node.task, older.n)
                 self._chunk_lost(older, ReplyLost(f"engine {chunk.engine} answered a later chunk first"))
             chunks.remove(chunk)
             if chunks:
                 self._started(chunks[0])  # the engine moves on to the chunk queued behind
         chunk.stream.in_flight -= 1
+        self.limits.finished(chunk.stream.node.task, chunk.n)
         evaluation = chunk.stream.evaluation
         try:
             payload = chunk.ar.get(0)
@@ -465,28 +469,49 @@ class Dispatcher:
                     self._send_one(engine, len(engines))
 
     def _send_one(self, engine: int, n_engines: int) -> None:
-        stream = self.streams.popleft()
+        """Send the next stream's chunk to ``engine``; streams that cannot send now
+        (probing, limited, avoiding this engine) let the next one go instead."""
+        for _ in range(len(self.streams)):
+            stream = self.streams.popleft()
+            if self._send_from(stream, engine, n_engines):
+                return
+
+    def _send_from(self, stream: Stream, engine: int, n_engines: int) -> bool:
         if stream.sizer.per_unit is None and stream.in_flight >= n_engines * self.depth:
             self.streams.append(stream)  # still probing: wait for a measurement
-            return
-        parts = stream.cut(stream.sizer.size(stream.pending, n_engines), engine, n_engines)
+            return False
+        size = stream.sizer.size(stream.pending, n_engines)
+        task = stream.node.task
+        allowed, why = self.limits.allowance(task)
+        run = stream.evaluation.run
+        if allowed is not None:
+            if allowed == 0:
+                run.status_note = why  # "why is this not running?"
+                self.streams.append(stream)
+                return False
+            size = min(size, allowed)
+        parts = stream.cut(size, engine, n_engines)
         if stream.pending:
             self.streams.append(stream)
         if not parts:  # what is left avoids this engine
-            return
+            return False
+        if run.status_note.startswith("waiting:"):
+            run.status_note = ""
         inputs = [x for request, start, stop in parts for x in request.inputs[start:stop]]
         try:
             blob = dumps(inputs, f"the input of task {stream.node.name!r}")
         except Exception as exc:
             self._unpicklable_input(stream, parts, exc)
-            return
+            return False
         chunk = Chunk(next(self._ids), stream, parts, engine)
+        self.limits.sent(task, chunk.n)
         chunk.ar = self._view(engine).apply_async(run_chunk, stream.token, stream.blob, blob, parts[0][1])
         stream.in_flight += 1
         self.flight[engine].append(chunk)
         if len(self.flight[engine]) == 1:
             self._started(chunk)
         chunk.ar.add_done_callback(lambda _f, c=chunk: self.inbox.put(("done", c)))
+        return True
 
     def _unpicklable_input(self, stream: Stream, parts: list, exc: Exception) -> None:
         evaluation = stream.evaluation

@@ -69,9 +69,13 @@ class Task:
     retries = 0               # re-runs of a unit that raised, with exponential backoff
     timeout: float | None = None  # seconds a unit may run before it is interrupted
     max_engine_failures = 3   # engine deaths while running one unit before it is failed
+    #: limits across all runs on a cluster: units on engines at once, unit starts per window
+    max_concurrent: int | None = None
+    rate: tuple[int, float] | None = None  # (units, seconds)
 
     def __init__(self, name: str | None = None, tag: str | None = None, *, retries: int | None = None,
-                 timeout: float | None = None, max_engine_failures: int | None = None) -> None:
+                 timeout: float | None = None, max_engine_failures: int | None = None,
+                 max_concurrent: int | None = None, rate: tuple[int, float] | None = None) -> None:
         self._name = name
         self._tag = tag
         if retries is not None:
@@ -87,6 +91,17 @@ class Task:
                     or max_engine_failures < 1:
                 raise TaskDefinitionError(f"max_engine_failures must be an int >= 1, got {max_engine_failures!r}")
             self.max_engine_failures = max_engine_failures
+        if max_concurrent is not None:
+            if isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) or max_concurrent < 1:
+                raise TaskDefinitionError(f"max_concurrent must be an int >= 1, got {max_concurrent!r}")
+            self.max_concurrent = max_concurrent
+        if rate is not None:
+            ok = (isinstance(rate, tuple) and len(rate) == 2 and isinstance(rate[0], int)
+                  and not isinstance(rate[0], bool) and rate[0] >= 1
+                  and isinstance(rate[1], (int, float)) and not isinstance(rate[1], bool) and rate[1] > 0)
+            if not ok:
+                raise TaskDefinitionError(f"rate must be (units >= 1, seconds > 0), got {rate!r}")
+            self.rate = (rate[0], float(rate[1]))
 
     # -- identity -----------------------------------------------------------
     @property
@@ -233,14 +248,17 @@ class FunctionTask(Task):
 def task(fn: Callable) -> FunctionTask: ...
 @overload
 def task(*, name: str | None = None, tag: str | None = None, retries: int | None = None,
-         timeout: float | None = None, max_engine_failures: int | None = None
+         timeout: float | None = None, max_engine_failures: int | None = None,
+         max_concurrent: int | None = None, rate: tuple[int, float] | None = None
          ) -> Callable[[Callable], FunctionTask]: ...
 
 
 def task(fn: Callable | None = None, *, name: str | None = None, tag: str | None = None,
-         retries: int | None = None, timeout: float | None = None, max_engine_failures: int | None = None):
+         retries: int | None = None, timeout: float | None = None, max_engine_failures: int | None = None,
+         max_concurrent: int | None = None, rate: tuple[int, float] | None = None):
     """Make a function a :class:`Task`: ``@nt.task`` or ``@nt.task(name=..., retries=2, timeout=60)``."""
-    faults = {"retries": retries, "timeout": timeout, "max_engine_failures": max_engine_failures}
+    faults = {"retries": retries, "timeout": timeout, "max_engine_failures": max_engine_failures,
+              "max_concurrent": max_concurrent, "rate": rate}
     if fn is None:
         return lambda f: FunctionTask(f, name=name, tag=tag, **faults)
     return FunctionTask(fn, name=name, tag=tag, **faults)
