@@ -263,7 +263,7 @@ class Cluster:
         missing = self.n - len(self.client.ids)
         if missing <= 0:
             return
-        log.warning("nbtasks: %d engine(s) of %r died; starting replacements", missing, self)
+        log.info("nbtasks: %d engine(s) of %r died; starting replacements", missing, self)
 
         before = set(self.client.ids)
 
