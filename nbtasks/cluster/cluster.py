@@ -23,7 +23,8 @@ from ..core import shared as _shared
 from ..core.errors import NbtasksError
 from ..core.serialize import dumps
 from .dispatcher import Dispatcher
-from .engine import drop_shared, store_shared
+from .engine import drop_shared, install_packages, store_shared
+from .packages import Package, pack
 
 __all__ = ["Cluster", "ClusterError", "ClusterState"]
 
@@ -71,6 +72,7 @@ class Cluster:
         self._replacing: threading.Thread | None = None  # starting engines for dead ones
         self._shared: dict[str, bytes] = {}  # name -> pickled value, for engines that join later
         self._shared_lock = threading.Lock()
+        self._packages: dict[str, Package] = {}  # name -> the last version synced
         self._start_lock = threading.Lock()
         self._start_error: BaseException | None = None
         self._dispatcher = Dispatcher(self)
@@ -245,6 +247,41 @@ class Cluster:
             if ids and self.state is ClusterState.RUNNING:
                 self.client.direct_view(targets=ids).apply_sync(drop_shared, list(names))
 
+    def sync(self, path: str | os.PathLike, requires: tuple[str, ...] | list[str] = ()) -> bool:
+        """Ship a local module or directory (and its ``lib/``) to every engine, and to
+        engines that join later, so tasks can import it. ``requires`` names packages
+        synced before that this one depends on. Returns False when nothing changed."""
+        package = pack(path, tuple(requires))
+        missing = [r for r in package.requires if r not in self._packages]
+        if missing:
+            raise ValueError(f"cluster.sync: {package.name!r} requires {missing}, not synced yet: "
+                             f"sync them first")
+        self._ensure_started()
+        with self._shared_lock:
+            old = self._packages.get(package.name)
+            if old is not None and old.digest == package.digest:
+                return False
+            self._packages[package.name] = package
+            ids = [i for i in self.client.ids if i in self._checked]
+            if ids:
+                self.client.direct_view(targets=ids).apply_sync(install_packages, self._ordered([package.name]))
+        return True
+
+    def _ordered(self, names: list[str]) -> list[Package]:
+        """Packages with everything they require, dependencies first."""
+        out: list[Package] = []
+
+        def visit(name: str) -> None:
+            package = self._packages[name]
+            for dependency in package.requires:
+                visit(dependency)
+            if package not in out:
+                out.append(package)
+
+        for name in names:
+            visit(name)
+        return out
+
     @property
     def shared(self) -> list[str]:
         """Names of the values shared with this cluster's engines."""
@@ -295,6 +332,9 @@ class Cluster:
                     self._check_engines(fresh)
                     if self._shared:
                         self.client.direct_view(targets=fresh).apply_sync(store_shared, dict(self._shared))
+                    if self._packages:
+                        self.client.direct_view(targets=fresh).apply_sync(
+                            install_packages, self._ordered(list(self._packages)))
             except ClusterError as exc:
                 log.warning("nbtasks: not using engine(s) %s: %s", fresh, exc)
         return [i for i in ids if i in self._checked]

@@ -17,7 +17,7 @@ PROGRESS_KEY = "nbtasks.progress"
 _PROGRESS_EVERY = 0.1  # seconds between two reports from one engine (the last one always goes)
 _last_report = [0.0]
 
-__all__ = ["run_chunk", "store_shared", "drop_shared"]
+__all__ = ["run_chunk", "store_shared", "drop_shared", "install_packages"]
 
 # pickled task per stream, so a chunk does not unpickle the task again
 _tasks: "collections.OrderedDict[str, tuple]" = collections.OrderedDict()
@@ -84,4 +84,14 @@ def drop_shared(names: list[str]) -> list[str]:
     for name in names:
         _shared.remove(name)
     return _shared.names()
+
+
+def install_packages(packages: list) -> list[str]:
+    """Install task packages (dependencies first, as the client orders them)."""
+    from .packages import install
+
+    entries: list[str] = []
+    for package in packages:
+        entries += install(package)
+    return entries
 
