@@ -79,29 +79,17 @@ class Task:
         self._name = name
         self._tag = tag
         if retries is not None:
-            if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-                raise TaskDefinitionError(f"retries must be an int >= 0, got {retries!r}")
-            self.retries = retries
+            self.retries = _whole("retries", retries, 0)
         if timeout is not None:
-            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-                raise TaskDefinitionError(f"timeout must be a number of seconds > 0, got {timeout!r}")
-            self.timeout = float(timeout)
+            self.timeout = _seconds("timeout", timeout)
         if max_engine_failures is not None:
-            if isinstance(max_engine_failures, bool) or not isinstance(max_engine_failures, int) \
-                    or max_engine_failures < 1:
-                raise TaskDefinitionError(f"max_engine_failures must be an int >= 1, got {max_engine_failures!r}")
-            self.max_engine_failures = max_engine_failures
+            self.max_engine_failures = _whole("max_engine_failures", max_engine_failures, 1)
         if max_concurrent is not None:
-            if isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) or max_concurrent < 1:
-                raise TaskDefinitionError(f"max_concurrent must be an int >= 1, got {max_concurrent!r}")
-            self.max_concurrent = max_concurrent
+            self.max_concurrent = _whole("max_concurrent", max_concurrent, 1)
         if rate is not None:
-            ok = (isinstance(rate, tuple) and len(rate) == 2 and isinstance(rate[0], int)
-                  and not isinstance(rate[0], bool) and rate[0] >= 1
-                  and isinstance(rate[1], (int, float)) and not isinstance(rate[1], bool) and rate[1] > 0)
-            if not ok:
-                raise TaskDefinitionError(f"rate must be (units >= 1, seconds > 0), got {rate!r}")
-            self.rate = (rate[0], float(rate[1]))
+            if not (isinstance(rate, tuple) and len(rate) == 2):
+                raise TaskDefinitionError(f"rate must be (units, seconds), got {rate!r}")
+            self.rate = (_whole("rate's units", rate[0], 1), _seconds("rate's seconds", rate[1]))
 
     # -- identity -----------------------------------------------------------
     @property
@@ -206,6 +194,18 @@ class Task:
     def run(self, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
         """Submit and wait: the result, or the unit's error raised here."""
         return self.submit(*args, **kwargs).result(timeout)
+
+
+def _whole(what: str, value: Any, least: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise TaskDefinitionError(f"{what} must be an int >= {least}, got {value!r}")
+    return value
+
+
+def _seconds(what: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise TaskDefinitionError(f"{what} must be a number of seconds > 0, got {value!r}")
+    return float(value)
 
 
 def _input_from(args: tuple) -> Any:
