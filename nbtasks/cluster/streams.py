@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import time
 import uuid
 from typing import Any
 
@@ -63,7 +62,7 @@ class Stream:
 
 
 class Chunk:
-    __slots__ = ("id", "stream", "parts", "engine", "ar", "n", "sent", "signalled", "started",
+    __slots__ = ("id", "stream", "parts", "engine", "ar", "n", "signalled", "started",
                  "interrupts", "lost")
 
     def __init__(self, id: int, stream: Stream, parts: list, engine: int) -> None:
@@ -73,7 +72,6 @@ class Chunk:
         self.engine = engine
         self.n = sum(stop - start for _, start, stop in parts)
         self.ar: Any = None
-        self.sent = time.monotonic()
         self.signalled = 0.0  # when we last sent SIGINT for it
         self.started = False  # first in its engine's queue: its units count as running
         self.interrupts = 0  # SIGINTs sent for it (its run is over)

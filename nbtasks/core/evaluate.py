@@ -32,7 +32,7 @@ class UnitRequest:
     """Run a leaf node on a list of inputs; one entry per unit in ``results``."""
 
     __slots__ = ("evaluation", "node", "seq", "unit", "mode", "params", "extra", "inputs", "results",
-                 "remaining", "failed", "on_done", "blob", "tries")
+                 "remaining", "failed", "on_done", "tries")
 
     def __init__(self, evaluation: "Evaluation", node: Node, inputs: list,
                  on_done: Callable[["UnitRequest"], None], mode: str = "call", extra: tuple = (),
@@ -50,7 +50,6 @@ class UnitRequest:
         self.remaining = len(inputs)
         self.failed = 0
         self.on_done = on_done
-        self.blob: bytes | None = None  # the pickled task, made once by the backend
         #: index -> {"error": n, "handback": n, "engine": n}: why a unit ran again (sparse)
         self.tries: dict[int, dict[str, int]] = {}
 

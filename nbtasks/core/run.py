@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
-import itertools
 import threading
 import time
 import uuid
@@ -38,13 +37,11 @@ class Backend(Protocol):
 class Run(cf.Future):
     """A task on its way: result, errors, counts, per-unit records, cancel."""
 
-    _ids = itertools.count(1)
 
     def __init__(self, task: Task, input: Any, params: Mapping[str, Any], on_error: str = "raise",
                  progress: bool | None = None) -> None:
         super().__init__()
         self.id = uuid.uuid4().hex[:12]
-        self.number = next(Run._ids)
         self.task = task
         self.input = input
         self.params = dict(params)
