@@ -70,7 +70,6 @@ class Dispatcher:
         self.stream_of: dict[tuple[str, int], Stream] = {}
         self.evaluations: dict[str, Evaluation] = {}
         self.flight: dict[int, list[Chunk]] = collections.defaultdict(list)  # engine -> chunks, oldest first
-        self.cancelled: set[str] = set()
         self.limits = Limits()
         #: heap of (ready time, seq, stream, request, index): units waiting out a backoff
         self.delayed: list[tuple[float, int, Stream, UnitRequest, int]] = []
@@ -353,7 +352,6 @@ class Dispatcher:
 
     def _stop_run(self, run: Run, reason: str) -> None:
         """Drop a run's queued units and interrupt its running ones."""
-        self.cancelled.add(run.id)
         for key in [k for k in self.stream_of if k[0] == run.id]:
             stream = self.stream_of.pop(key)
             for request, start, stop, _ in stream.segments:
@@ -409,7 +407,6 @@ class Dispatcher:
             self.evaluations.pop(run.id, None)
             for key in [k for k in self.stream_of if k[0] == run.id]:
                 del self.stream_of[key]
-            self.cancelled.discard(run.id)
 
     def _poll_progress(self) -> None:
         """Copy what running units said with ``nt.progress`` onto their runs."""

@@ -32,6 +32,14 @@ def bar_widths(bars) -> list[float]:
             for style in (bars.nth(k).get_attribute("style") for k in range(bars.count()))]
 
 
+def open_with_cluster(lab_page, name: str, cells: list[str]) -> None:
+    """Write a notebook of ``cells`` between the set-up/cluster start and the cluster stop,
+    open it, and run the first two cells (imports, then the cluster) as a person would."""
+    lab_page.open(lab_page.lab.write_notebook(name, [SETUP, START, *cells, STOP]))
+    lab_page.run_cell(0, key="Shift+Enter")  # runs it and moves on, as people do
+    lab_page.run_cell(1, wait=90)
+
+
 def stop_cluster(lab_page, index: int) -> None:
     lab_page.run_cell(index, wait=60)
     expect(lab_page.outputs(index).filter(has_text="cluster stopped")).to_have_count(1, timeout=30_000)
@@ -73,19 +81,12 @@ def test_getting_started_runs_all_cells(lab_page):
 def test_progress_widget_reaches_done_while_notebook_stays_usable(lab_page):
     """A run's live widget fills its bars and says done; a longer run keeps updating while
     another cell runs and shows its result."""
-    lab = lab_page.lab
-    name = lab.write_notebook("progress.ipynb", [
-        SETUP,
-        START,
+    open_with_cluster(lab_page, "progress.ipynb", [
         "run = nt.ParallelTask(lambda x: time.sleep(0.02) or x).submit(range(200), cluster=cluster); run",
         "long_run = nt.ParallelTask(lambda x: time.sleep(0.02) or x).submit(range(600), cluster=cluster); long_run",
         "1 + 1",
         "run.result() == list(range(200)), long_run.result() == list(range(600))",
-        STOP,
     ])
-    lab_page.open(name)
-    lab_page.run_cell(0, key="Shift+Enter")  # runs it and moves on, as people do
-    lab_page.run_cell(1, wait=90)
 
     # a short run: the widget appears, every bar reaches 100 %, the badge says done
     lab_page.run_cell(2, wait=30)
@@ -137,20 +138,13 @@ def test_progress_widget_reaches_done_while_notebook_stays_usable(lab_page):
 def test_form_slider_and_run_button(lab_page):
     """A parameter form: type a value into the slider's readout, press Run, see the result and
     the run in the form's history."""
-    lab = lab_page.lab
-    name = lab.write_notebook("form.ipynb", [
-        SETUP,
-        START,
+    open_with_cluster(lab_page, "form.ipynb", [
         "@nt.task\n"
         "def scaled_sum(xs, factor: Annotated[float, nt.Range(0.5, 10)] = 1.0):\n"
         "    return sum(xs) * factor",
         "form = scaled_sum.form([1, 2, 3], cluster=cluster); form",
         "form.values, form.runs[-1].result()",
-        STOP,
     ])
-    lab_page.open(name)
-    lab_page.run_cell(0, key="Shift+Enter")  # runs it and moves on, as people do
-    lab_page.run_cell(1, wait=90)
     lab_page.run_cell(2)
     lab_page.run_cell(3)
     form = lab_page.cell(3).locator(".nbtasks-form")
@@ -194,17 +188,10 @@ def test_form_slider_and_run_button(lab_page):
 def test_cancel_button_stops_a_run_and_frees_the_engines(lab_page):
     """Cancel from the widget: the badge says cancelled within seconds and the engines
     take new work at once."""
-    lab = lab_page.lab
-    name = lab.write_notebook("cancel.ipynb", [
-        SETUP,
-        START,
+    open_with_cluster(lab_page, "cancel.ipynb", [
         "run = nt.ParallelTask(time.sleep).submit([30] * 8, cluster=cluster); run",
         "run.cancelled(), nt.ParallelTask(abs).run([-1], cluster=cluster)",
-        STOP,
     ])
-    lab_page.open(name)
-    lab_page.run_cell(0, key="Shift+Enter")  # runs it and moves on, as people do
-    lab_page.run_cell(1, wait=90)
     lab_page.run_cell(2, wait=30)
     widget = lab_page.cell(2).locator(".nbtasks-run")
     badge = widget.locator(".nbtasks-badge")

@@ -80,16 +80,23 @@ def test_mapper_that_does_not_yield_pairs_is_named():
         mr(["a b"])
 
 
+@nt.task
+def scale(x, factor: float = 1.0):
+    return x * factor
+
+
+@nt.task
+def shift(x, offset: int = 0):
+    return x + offset
+
+
+def scale_then_shift():
+    """A composition whose subtasks declare different parameters."""
+    return nt.ContainerTask(nt.ParallelTask(scale, collect=sum), shift)
+
+
 def test_parameters_flow_to_every_subtask_that_declares_them():
-    @nt.task
-    def scale(x, factor: float = 1.0):
-        return x * factor
-
-    @nt.task
-    def shift(x, offset: int = 0):
-        return x + offset
-
-    pipeline = nt.ContainerTask(nt.ParallelTask(scale, collect=sum), shift)
+    pipeline = scale_then_shift()
     assert pipeline([1, 2], factor=2.0, offset=1) == 7.0
     assert set(pipeline.params()) == {"factor", "offset"}
     with pytest.raises(TypeError, match="unexpected keyword argument 'bogus'"):

@@ -9,6 +9,7 @@ import ipywidgets as W
 import pytest
 
 import nbtasks as nt
+from tests.core.test_compose import scale_then_shift
 
 
 class Method(enum.Enum):
@@ -63,15 +64,7 @@ def test_values_can_be_set_from_code_and_bad_ones_are_refused():
 
 
 def test_a_composed_task_gathers_the_parameters_of_its_subtasks():
-    @nt.task
-    def scale(x, factor: float = 1.0):
-        return x * factor
-
-    @nt.task
-    def shift(x, offset: int = 0):
-        return x + offset
-
-    form = nt.ContainerTask(nt.ParallelTask(scale, collect=sum), shift).form([1, 2])
+    form = scale_then_shift().form([1, 2])
     assert set(form.fields) == {"factor", "offset"}
 
 
