@@ -4,7 +4,6 @@ import importlib
 import os
 import signal
 import sys
-import textwrap
 import time
 
 import pytest
