@@ -1,0 +1,187 @@
+"""Reading the store: runs, their units and the clusters, as plain JSON-able dicts.
+
+Used by the Jupyter server extension and by anyone inspecting past runs. It
+never unpickles anything (results stay opaque bytes), so reading needs none
+of the user's code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from array import array
+from typing import Any, Iterator
+
+from .location import MEMORY, resolve
+from .schema import connect
+
+__all__ = ["StoreReader", "RUN_STATES", "UNIT_STATES", "STALE_AFTER"]
+
+RUN_STATES = ("pending", "running", "done", "failed", "cancelled", "lost")
+UNIT_STATES = ("done", "failed")
+#: seconds without a write from its kernel after which a live run counts as lost
+STALE_AFTER = 15.0
+_LIVE = ("pending", "running")
+
+_RUN_COLUMNS = ("id, name, notebook, host, kernel_pid, cluster, counts, total, reused, state, note, error, "
+                "submitted, started, ended, updated, cancel_requested, cancel_reason")
+
+
+class StoreReader:
+    """Queries over one store file. A missing file reads as an empty store."""
+
+    def __init__(self, path: "str | os.PathLike[str] | None" = None) -> None:
+        self.path = resolve(path)
+
+    def _connect(self) -> sqlite3.Connection | None:
+        if self.path == MEMORY or not os.path.exists(self.path):
+            return None
+        conn = connect(self.path, readonly=True)
+        try:  # a store file some other program made: read it as empty
+            conn.execute("SELECT 1 FROM runs LIMIT 1")
+        except sqlite3.DatabaseError:
+            conn.close()
+            return None
+        return conn
+
+    # -- runs ------------------------------------------------------------------
+    def runs(self, state: str | None = None, notebook: str | None = None,
+             limit: int = 100, offset: int = 0) -> dict[str, Any]:
+        """Runs, newest first: ``{"runs": [...], "total": n}`` (``state`` may be ``lost``)."""
+        conn = self._connect()
+        if conn is None:
+            return {"runs": [], "total": 0, "offset": offset, "limit": limit}
+        with conn:
+            where, args = [], []
+            if notebook is not None:
+                where.append("notebook = ?")
+                args.append(notebook)
+            sql = f"SELECT {_RUN_COLUMNS} FROM runs"
+            if where:
+                sql += " WHERE " + " AND ".join(where)
+            sql += " ORDER BY submitted DESC"
+            rows = [_run_summary(r) for r in conn.execute(sql, args)]
+        conn.close()
+        if state is not None:
+            rows = [r for r in rows if r["state"] == state]
+        return {"runs": rows[offset: offset + limit], "total": len(rows), "offset": offset, "limit": limit}
+
+    def run(self, run_id: str) -> dict[str, Any] | None:
+        """One run with its task tree (counts per node) and parameters; None if unknown."""
+        conn = self._connect()
+        if conn is None:
+            return None
+        row = conn.execute(f"SELECT {_RUN_COLUMNS}, tree, params FROM runs WHERE id = ?", (run_id,)).fetchone()
+        conn.close()
+        if row is None:
+            return None
+        out = _run_summary(row[:-2])
+        out["tree"] = json.loads(row[-2])
+        out["params"] = json.loads(row[-1])
+        return out
+
+    # -- units -----------------------------------------------------------------
+    def units(self, run_id: str, state: str | None = None, offset: int = 0,
+              limit: int = 50) -> dict[str, Any] | None:
+        """A page of a run's finished units: failed ones first (with tracebacks),
+        then done ones in input order. None if the run is unknown."""
+        conn = self._connect()
+        if conn is None or conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
+            return None
+        with conn:
+            n_failed = conn.execute("SELECT count(*) FROM failures WHERE run = ?", (run_id,)).fetchone()[0]
+            n_done = conn.execute("SELECT coalesce(sum(done), 0) FROM parts WHERE run = ?", (run_id,)).fetchone()[0]
+            page: list[dict] = []
+            total = {"failed": n_failed, "done": n_done, None: n_failed + n_done}[state]
+            skip = offset
+            if state in (None, "failed"):
+                page += [_failure(r) for r in conn.execute(
+                    "SELECT task, node, unit, input, error, traceback, engine, host, pid, time "
+                    "FROM failures WHERE run = ? ORDER BY id LIMIT ? OFFSET ?", (run_id, limit, skip))]
+                skip = max(0, skip - n_failed)
+            if state in (None, "done") and len(page) < limit:
+                page += list(_done_units(conn, run_id, skip, limit - len(page)))
+        conn.close()
+        return {"units": page, "total": total, "offset": offset, "limit": limit}
+
+    # -- clusters ----------------------------------------------------------------
+    def clusters(self) -> list[dict[str, Any]]:
+        """Clusters that kernels reported lately, with their engines (busy or idle)."""
+        conn = self._connect()
+        if conn is None:
+            return []
+        rows = conn.execute("SELECT id, host, kernel_pid, profile, engines, updated FROM clusters "
+                            "ORDER BY updated DESC").fetchall()
+        conn.close()
+        now = time.time()
+        return [{"id": r[0], "host": r[1], "kernel_pid": r[2], "profile": r[3], "engines": json.loads(r[4]),
+                 "updated": r[5], "live": now - r[5] < STALE_AFTER} for r in rows]
+
+    # -- the one write: asking a kernel to cancel -------------------------------
+    def request_cancel(self, run_id: str, reason: str = "cancelled from JupyterLab") -> dict[str, Any] | None:
+        """Mark a run for cancelling; its kernel notices within about a second.
+        Returns the run (None if unknown)."""
+        if self.path == MEMORY or not os.path.exists(self.path):
+            return None
+        conn = connect(self.path)
+        with conn:
+            conn.execute("UPDATE runs SET cancel_requested = coalesce(cancel_requested, ?), cancel_reason = "
+                         "coalesce(cancel_reason, ?) WHERE id = ? AND state IN ('pending', 'running')",
+                         (time.time(), reason, run_id))
+        conn.close()
+        return self.run(run_id)
+
+
+def _run_summary(row: tuple) -> dict[str, Any]:
+    (id, name, notebook, host, kernel_pid, cluster, counts, total, reused, state, note, error,
+     submitted, started, ended, updated, cancel_requested, cancel_reason) = row
+    now = time.time()
+    if state in _LIVE and now - updated > STALE_AFTER:
+        state, note = "lost", "its kernel stopped reporting (restarted or gone)"
+    start = started or submitted
+    return {"id": id, "name": name, "notebook": notebook, "host": host, "kernel_pid": kernel_pid,
+            "cluster": cluster, "state": state, "note": note, "error": error, "counts": json.loads(counts),
+            "total": total, "reused": reused, "submitted": submitted, "started": started, "ended": ended,
+            "elapsed": (ended or (updated if state == "lost" else now)) - start, "updated": updated,
+            "cancel_requested": cancel_requested is not None, "cancel_reason": cancel_reason}
+
+
+def _failure(row: tuple) -> dict[str, Any]:
+    task, node, unit, input, error, tb, engine, host, pid, when = row
+    return {"task": task, "node": node, "unit": unit, "key": None, "state": "failed", "input": input,
+            "engine": engine, "host": host, "pid": pid, "start": None, "end": when, "duration": None,
+            "attempts": None, "stdout": "", "stderr": "", "error": error, "traceback": tb}
+
+
+def _done_units(conn: sqlite3.Connection, run_id: str, skip: int, limit: int) -> Iterator[dict[str, Any]]:
+    rows = conn.execute(
+        "SELECT task, node, request_key, start, stop, label, done, skip, attempts, engine, host, pid, t0, ends, "
+        "stdout, stderr, marks FROM parts WHERE run = ? ORDER BY node, request_seq, start", (run_id,))
+    for (task, node, key, start, stop, label, done, skips, attempts, engine, host, pid, t0, ends_blob,
+         stdout, stderr, marks) in rows:
+        if skip >= done:  # page past this part without expanding it
+            skip -= done
+            continue
+        ends = array("d")
+        ends.frombytes(ends_blob)
+        skipped = set(json.loads(skips))
+        tries = {int(k): v for k, v in json.loads(attempts).items()}
+        texts = {m[0]: (stdout[m[1]:m[2]], stderr[m[3]:m[4]]) for m in json.loads(marks)}
+        for pos in range(stop - start):
+            if pos in skipped:
+                continue
+            if skip:
+                skip -= 1
+                continue
+            out, err = texts.get(pos, ("", ""))
+            index = start + pos
+            yield {"task": task, "node": node, "unit": label if label is not None else index,
+                   "key": f"{key}/{index}", "state": "done", "input": None, "engine": engine, "host": host,
+                   "pid": pid, "start": t0 + ends[pos], "end": t0 + ends[pos + 1],
+                   "duration": ends[pos + 1] - ends[pos], "attempts": tries.get(pos, 1),
+                   "stdout": out, "stderr": err, "error": None, "traceback": None}
+            limit -= 1
+            if limit == 0:
+                return

@@ -1,0 +1,197 @@
+"""The store's tables, and opening a database file safely.
+
+One row per run, per finished *part* of a chunk (a stretch of units that ran
+together; done units are derived from it, so 100,000 units cost a few hundred
+rows), per failed unit, per result blob and per cluster. A file that is not
+an nbtasks store (corrupt, foreign, newer) is moved aside, never deleted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+from .location import MEMORY
+
+__all__ = ["SCHEMA_VERSION", "connect", "open_database", "StoreDamaged"]
+
+log = logging.getLogger("nbtasks")
+
+APP = "nbtasks"
+SCHEMA_VERSION = 1
+
+TABLES = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    notebook TEXT,
+    host TEXT,
+    kernel_pid INTEGER,
+    cluster TEXT,
+    params TEXT NOT NULL,          -- JSON: parameter name -> repr
+    tree TEXT NOT NULL,            -- JSON: the task tree with counts per node
+    counts TEXT NOT NULL,          -- JSON: queued/running/done/failed/retried/cancelled
+    total INTEGER NOT NULL DEFAULT 0,
+    reused INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL,
+    note TEXT NOT NULL DEFAULT '',
+    error TEXT,
+    submitted REAL NOT NULL,
+    started REAL,
+    ended REAL,
+    updated REAL NOT NULL,         -- the kernel's last write: a stale live run lost its kernel
+    cancel_requested REAL,         -- set by the server; the kernel cancels the run
+    cancel_reason TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_by_time ON runs (submitted);
+CREATE TABLE IF NOT EXISTS blobs (
+    id INTEGER PRIMARY KEY,
+    size INTEGER NOT NULL,
+    data BLOB,                     -- the pickled chunk outcome, or NULL when in a file
+    path TEXT                      -- file name in the results folder beside the database
+);
+CREATE TABLE IF NOT EXISTS parts (
+    id INTEGER PRIMARY KEY,
+    run TEXT NOT NULL,
+    node INTEGER NOT NULL,
+    task TEXT NOT NULL,
+    request_key TEXT NOT NULL,     -- task code + parameters + the request's inputs
+    request_seq INTEGER NOT NULL,
+    start INTEGER NOT NULL,        -- units [start, stop) of the request
+    stop INTEGER NOT NULL,
+    offset INTEGER NOT NULL,       -- where they sit in the chunk's outcome
+    label INTEGER,                 -- the unit number users see, for a one-unit request
+    done INTEGER NOT NULL,         -- how many of them finished without error
+    skip TEXT NOT NULL,            -- JSON: positions that failed or ran again
+    attempts TEXT NOT NULL,        -- JSON: position -> attempts, when more than one
+    engine INTEGER,
+    host TEXT,
+    pid INTEGER,
+    t0 REAL NOT NULL,
+    ends BLOB NOT NULL,            -- float64 array: end of each unit, seconds after t0 (+1 before)
+    stdout TEXT NOT NULL,          -- the chunk's output for these units
+    stderr TEXT NOT NULL,
+    marks TEXT NOT NULL,           -- JSON: [[pos, out_a, out_b, err_a, err_b], ...]
+    blob INTEGER NOT NULL REFERENCES blobs (id)
+);
+CREATE INDEX IF NOT EXISTS parts_by_key ON parts (request_key);
+CREATE INDEX IF NOT EXISTS parts_by_run ON parts (run, node, request_seq, start);
+CREATE TABLE IF NOT EXISTS failures (
+    id INTEGER PRIMARY KEY,
+    run TEXT NOT NULL,
+    node INTEGER,
+    task TEXT NOT NULL,
+    unit INTEGER NOT NULL,
+    input TEXT NOT NULL,           -- repr, shortened
+    error TEXT NOT NULL,
+    traceback TEXT NOT NULL,
+    engine INTEGER,
+    host TEXT,
+    pid INTEGER,
+    time REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS failures_by_run ON failures (run, task, unit);
+CREATE TABLE IF NOT EXISTS clusters (
+    id TEXT PRIMARY KEY,
+    host TEXT,
+    kernel_pid INTEGER,
+    profile TEXT,
+    engines TEXT NOT NULL,         -- JSON list: id, host, pid, busy, units_done
+    updated REAL NOT NULL
+);
+"""
+
+
+class StoreDamaged(Exception):
+    """The file is not an nbtasks store we can use."""
+
+
+def connect(path: str, readonly: bool = False) -> sqlite3.Connection:
+    """A connection with the settings every user of the store needs."""
+    if readonly:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0, check_same_thread=False)
+    else:
+        conn = sqlite3.connect(path, timeout=5.0, check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout = 5000")
+    return conn
+
+
+def _check(conn: sqlite3.Connection) -> None:
+    """Raise ``StoreDamaged`` unless this is (or can become) our store."""
+    try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not tables:
+            return  # new, empty file
+        if "meta" not in tables:
+            raise StoreDamaged(f"not an nbtasks store (it has tables {sorted(tables)})")
+        meta = dict(conn.execute("SELECT key, value FROM meta"))
+        if meta.get("app") != APP:
+            raise StoreDamaged(f"not an nbtasks store (app={meta.get('app')!r})")
+        if int(meta.get("schema", 0)) > SCHEMA_VERSION:
+            raise StoreDamaged(f"made by a newer nbtasks (schema {meta['schema']})")
+        if conn.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+            raise StoreDamaged("the database is damaged (quick_check failed)")
+    except sqlite3.DatabaseError as exc:
+        raise StoreDamaged(str(exc)) from exc
+
+
+def _set_aside(path: str, why: str) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside = f"{path}.damaged-{stamp}"
+    n = 1
+    while os.path.exists(aside):
+        n += 1
+        aside = f"{path}.damaged-{stamp}-{n}"
+    os.replace(path, aside)
+    for suffix in ("-wal", "-shm"):
+        if os.path.exists(path + suffix):
+            os.replace(path + suffix, aside + suffix)
+    log.warning("nbtasks: the run store %s cannot be used (%s); it was moved to %s and a fresh "
+                "store started", path, why, aside)
+    return aside
+
+
+def _create(conn: sqlite3.Connection) -> None:
+    with conn:
+        conn.executescript(TABLES)
+        conn.execute("INSERT OR IGNORE INTO meta VALUES ('app', ?)", (APP,))
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+
+
+def open_database(path: str) -> sqlite3.Connection:
+    """Open (creating if needed) the store at ``path`` for writing.
+
+    A damaged or foreign file is moved aside with a warning and a fresh store
+    started. Raises ``sqlite3.OperationalError``/``OSError`` when the place
+    cannot be written at all (the caller falls back to memory).
+    """
+    if path == MEMORY:
+        conn = connect(MEMORY)
+        _create(conn)
+        return conn
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    conn = connect(path)
+    try:
+        _check(conn)
+    except StoreDamaged as exc:
+        conn.close()
+        _set_aside(path, str(exc))
+        conn = connect(path)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        _create(conn)
+    except sqlite3.DatabaseError as exc:
+        if "readonly" in str(exc) or "disk" in str(exc) or "unable to open" in str(exc):
+            conn.close()
+            raise
+        conn.close()  # damaged in a way the quick check did not see
+        _set_aside(path, str(exc))
+        conn = connect(path)
+        conn.execute("PRAGMA journal_mode = WAL")
+        _create(conn)
+    return conn
