@@ -1,7 +1,9 @@
 """nbtasks: define tasks in notebook cells, compose them, run them on a cluster.
 
 Layout (dependencies point down only):
-    ui/       progress renderers (text now; widgets)  — observe runs
+    server/   Jupyter server extension: REST over the store (for the JupyterLab sidebar)
+    ui/       progress renderers (text, widgets) and forms — observe runs
+    store/    persistent record of runs, units and results (SQLite); reuse after restarts
     cluster/  ipyparallel engines: start/connect, dispatch, chunking
     core/     Task and compositions, params, Run, the asynchronous driver
 
@@ -76,7 +78,12 @@ def _form(task: Task, input: Any, cluster: Any, show: Any, values: dict) -> Any:
                                                                 **values)
 
 
+def _store(where: Any) -> Any:
+    return importlib.import_module("nbtasks.store.recorder").Store.at(where)
+
+
 _hooks.default_backend = _default_cluster
+_hooks.store = _store
 _hooks.wait = _wait_with_progress
 _hooks.display = _display
 _hooks.form = _form

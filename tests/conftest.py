@@ -1,6 +1,7 @@
 """Shared fixtures: one real local ipyparallel cluster of 2 engines per session.
 
-Cluster files go to a temporary IPYTHONDIR, never the user's ~/.ipython.
+Cluster files go to a temporary IPYTHONDIR, never the user's ~/.ipython, and
+runs to a temporary store ($NBTASKS_STORE), never the user's.
 Test modules are pickled by value, since engines cannot import them.
 """
 
@@ -14,6 +15,7 @@ import cloudpickle
 import pytest
 
 os.environ["IPYTHONDIR"] = tempfile.mkdtemp(prefix="nbtasks-test-ipython-")
+os.environ["NBTASKS_STORE"] = os.path.join(tempfile.mkdtemp(prefix="nbtasks-test-store-"), "runs.db")
 
 import nbtasks as nt  # noqa: E402  (after IPYTHONDIR is set)
 

@@ -56,10 +56,13 @@ class Cluster:
     _default: "Cluster | None" = None
     _default_lock = threading.Lock()
 
-    def __init__(self, n: int | None = None, *, engine_timeout: float = 60.0, **ipp_options: Any) -> None:
+    def __init__(self, n: int | None = None, *, engine_timeout: float = 60.0,
+                 store: str | os.PathLike | None = None, **ipp_options: Any) -> None:
         if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
             raise ValueError(f"Cluster(n=...) must be a positive int, got {n!r}")
         self.n = n or os.cpu_count() or 1
+        #: where runs on this cluster are recorded (None: ``$NBTASKS_STORE`` or the default)
+        self.store = store
         self.engine_timeout = engine_timeout
         self.ipp_options = ipp_options
         self.state = ClusterState.NEW
@@ -89,7 +92,7 @@ class Cluster:
     @classmethod
     def connect(cls, profile: str | None = None, cluster_id: str | None = None,
                 connection_file: str | os.PathLike | None = None, timeout: float = 10.0,
-                n: int | None = None) -> "Cluster":
+                n: int | None = None, store: str | os.PathLike | None = None) -> "Cluster":
         """Attach to a running ipyparallel cluster (by profile, cluster id or connection file).
 
         Waits up to ``timeout`` seconds for ``n`` engines (at least one), then
@@ -98,7 +101,7 @@ class Cluster:
         import ipyparallel as ipp
 
         self = cls.__new__(cls)
-        cls.__init__(self, n)
+        cls.__init__(self, n, store=store)
         self._owned = False
         self.state = ClusterState.STARTING
         try:

@@ -213,7 +213,7 @@ class Dispatcher:
             request.remaining -= finished - len(again)
             if finished:
                 evaluation.run._record(ChunkRecord(request, start, start + finished, chunk.engine,
-                                                   outcome, offset, errors, again))
+                                                   outcome, offset, errors, again), payload)
             if finished < n:  # interrupted by a signal that was not meant for this run
                 node.queued += n - finished
                 node.retried += n - finished
@@ -229,13 +229,23 @@ class Dispatcher:
 
     # -- helpers ------------------------------------------------------------------
     def _enqueue(self, request: UnitRequest) -> None:
+        if request.remaining == 0:  # every unit came from the store: complete it next round
+            self.inbox.put(("reused", request))
+            return
         key = (request.run.id, request.node.id)
         stream = self.stream_of.get(key)
         if stream is None:
             stream = self.stream_of[key] = Stream(request.evaluation, request)
         if stream.pending == 0:
             self.streams.append(stream)
-        stream.add(request)
+        for start, stop in request.todo or [(0, len(request.inputs))]:
+            stream.add(request, start, stop)
+
+    def _on_reused(self, request: UnitRequest) -> None:
+        evaluation = request.evaluation
+        if not evaluation.over:
+            evaluation.request_done(request)
+        self._forget_if_over(evaluation)
 
     @staticmethod
     def _started(chunk: Chunk) -> None:

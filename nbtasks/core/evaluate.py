@@ -20,6 +20,7 @@ from typing import Any, Callable
 from .compose import group_pairs, merge_groups
 from .errors import RunFailed, UnitError
 from .nodes import Node
+from .records import ChunkRecord
 from .partition import partition_of
 from .run import Run
 
@@ -32,7 +33,7 @@ class UnitRequest:
     """Run a leaf node on a list of inputs; one entry per unit in ``results``."""
 
     __slots__ = ("evaluation", "node", "seq", "unit", "mode", "params", "extra", "inputs", "results",
-                 "remaining", "failed", "on_done", "tries")
+                 "remaining", "failed", "on_done", "tries", "key", "todo")
 
     def __init__(self, evaluation: "Evaluation", node: Node, inputs: list,
                  on_done: Callable[["UnitRequest"], None], mode: str = "call", extra: tuple = (),
@@ -52,6 +53,9 @@ class UnitRequest:
         self.on_done = on_done
         #: index -> {"error": n, "handback": n, "engine": n}: why a unit ran again (sparse)
         self.tries: dict[int, dict[str, int]] = {}
+        self.key: str | None = None  # in the run store: task code + parameters + inputs
+        #: the (start, stop) stretches still to run, when some units were found in the store
+        self.todo: list[tuple[int, int]] | None = None
 
     def tried(self, index: int, why: str) -> int:
         """Count one more re-run of unit ``index`` for ``why``; returns the new count."""
@@ -132,7 +136,43 @@ class Evaluation:
         req = UnitRequest(self, node, inputs, on_done, mode, extra, unit)
         node.queued += len(inputs)
         self.open_requests += 1
-        self._enqueue(req)
+        store = self.run.store
+        if store is not None:
+            req.key = store.key(req)
+            if req.key is not None and self.run.cache:
+                self._reuse(req, store.reuse(req.key))
+        self._enqueue(req)  # a request found whole in the store completes from the backend's queue
+
+    def _reuse(self, req: UnitRequest, found: list) -> None:
+        """Take units an earlier run finished (same code, parameters, inputs) from the store."""
+        if not found:
+            return
+        n = len(req.inputs)
+        have = bytearray(n)
+        total = 0
+        for f in found:
+            if f.stop > n:
+                continue
+            again = set(f.skip)
+            values = f.outcome.values
+            for pos in range(f.stop - f.start):
+                i = f.start + pos
+                if pos in again or have[i] or f.offset + pos >= len(values):
+                    again.add(pos)
+                    continue
+                have[i] = 1
+                req.results[i] = values[f.offset + pos]
+            taken = f.stop - f.start - len(again)
+            if taken:
+                total += taken
+                self.run._record(ChunkRecord(req, f.start, f.stop, f.engine, f.outcome, f.offset, {}, again),
+                                 blob=f.blob)
+        if total:
+            req.node.queued -= total
+            req.node.done += total
+            req.remaining -= total
+            self.run.reused += total
+            req.todo = _stretches(have)
 
     def eval(self, node: Node, input: Any, done: Callable[[Any], None], unit: int | None = None) -> None:
         """Evaluate ``node`` on ``input``; ``unit`` is the fan-out unit it belongs to, if any."""
@@ -241,3 +281,18 @@ class Evaluation:
                          for i, pairs in enumerate(results)]
                 shuffle(parts)
             self._gather([mapper] * len(units), units, lambda rs: self._guard(node, lambda: grouped(rs)))
+
+
+def _stretches(have: bytearray) -> list[tuple[int, int]]:
+    """The (start, stop) stretches of zeros in ``have``."""
+    out, start = [], None
+    for i, flag in enumerate(have):
+        if not flag and start is None:
+            start = i
+        elif flag and start is not None:
+            out.append((start, i))
+            start = None
+    if start is not None:
+        out.append((start, len(have)))
+    return out
+

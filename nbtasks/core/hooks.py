@@ -20,6 +20,8 @@ class _Hooks:
     display: Callable[[Any, Any, Any], dict] | None = None
     #: ``(task, input, cluster, show, values) -> form``: ``task.form()``
     form: Callable[..., Any] | None = None
+    #: ``(where) -> store``: the run store at a path (None: the default one), see nbtasks.store
+    store: Callable[[Any], Any] | None = None
 
 
 hooks = _Hooks()

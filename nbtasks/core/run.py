@@ -39,7 +39,7 @@ class Run(cf.Future):
 
 
     def __init__(self, task: Task, input: Any, params: Mapping[str, Any], on_error: str = "raise",
-                 progress: bool | None = None) -> None:
+                 progress: bool | None = None, store: Any = None, cache: bool = True) -> None:
         super().__init__()
         self.id = uuid.uuid4().hex[:12]
         self.task = task
@@ -63,6 +63,10 @@ class Run(cf.Future):
         self._root_units: list | None = None  # the top fan-out's units, divided at submit
         self._prequeued: tuple[Node, int] | None = None  # and counted queued then
         self._progress_cond = threading.Condition()
+        #: where finished units are recorded and looked up (``nbtasks.store``), if anywhere
+        self.store = store
+        self.cache = cache  # False: run every unit even if the store has it
+        self.reused = 0  # units taken from the store instead of running
 
     # -- state ---------------------------------------------------------------
     @property
@@ -104,11 +108,15 @@ class Run(cf.Future):
         if self._move(RunState.FAILED):
             self.set_exception(exc)
 
-    def _record(self, chunk: ChunkRecord) -> None:
+    def _record(self, chunk: ChunkRecord, payload: bytes | None = None, blob: int | None = None) -> None:
+        """A finished part of a chunk (``payload``: the chunk's pickled outcome, for the
+        store; ``blob``: the stored outcome it was taken from)."""
         with self._progress_cond:
             self._chunks.append(chunk)
         if chunk.unit_errors:
             self._failures.extend(chunk.unit_errors.values())
+        if self.store is not None:
+            self.store.record(self, chunk, payload, blob)
         self._notify_progress()
 
     def _unit_progress(self, node: Node, index: int, fraction: float, message: str) -> None:
@@ -208,7 +216,7 @@ class Run(cf.Future):
         """A plain, read-only picture of the run for renderers."""
         return {"id": self.id, "name": self.task.name, "state": self._run_state.value,
                 "note": self.status_note, "elapsed": self.elapsed, "counts": self.counts(),
-                "tree": self.tree.snapshot(), "failures": len(self.failures)}
+                "tree": self.tree.snapshot(), "failures": len(self.failures), "reused": self.reused}
 
     def units(self, state: UnitState | str | None = None) -> list[UnitRecord]:
         """Records of finished units (state, engine, host, times, output, error), in input order."""
@@ -248,10 +256,18 @@ class Run(cf.Future):
 
 
 def start_run(task: Task, input: Any, params: Mapping[str, Any], cluster: Any = None,
-              on_error: str = "raise", progress: bool | None = None) -> Run:
-    """Validate everything knowable now, then hand the run to its backend."""
+              on_error: str = "raise", progress: bool | None = None, store: Any = None,
+              cache: bool = True) -> Run:
+    """Validate everything knowable now, then hand the run to its backend.
+
+    ``store`` is where the run is recorded: a path, ``":memory:"``, False for
+    nowhere, or None for the cluster's store (``Cluster(store=...)``) or the
+    default one.
+    """
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+    if not isinstance(cache, bool):
+        raise TypeError(f"cache must be True or False, got {cache!r}")
     bound = task.bind(params)
     for t in task.walk():
         if t.is_leaf:
@@ -264,7 +280,10 @@ def start_run(task: Task, input: Any, params: Mapping[str, Any], cluster: Any = 
         if hooks.default_backend is None:
             raise RuntimeError("no default cluster: import nbtasks (not only nbtasks.core)")
         backend = hooks.default_backend()
-    run = Run(task, input, bound, on_error, progress)
+    if store is None:
+        store = getattr(backend, "store", None)
+    recorder = hooks.store(store) if hooks.store is not None and store is not False else None
+    run = Run(task, input, bound, on_error, progress, recorder, cache)
     if hasattr(task, "units"):  # a fan-out: divide now, so a bad divide raises here
         run._root_units = task.units(input)
         leaf = run.tree.children[0]
@@ -272,5 +291,7 @@ def start_run(task: Task, input: Any, params: Mapping[str, Any], cluster: Any = 
             leaf.queued += len(run._root_units)
             run._prequeued = (leaf, len(run._root_units))
     run.backend = backend
+    if recorder is not None:
+        recorder.track(run)
     backend.start_run(run)
     return run

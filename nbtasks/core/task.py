@@ -166,17 +166,22 @@ class Task:
         cluster: Any = None,
         on_error: str = "raise",
         progress: bool | None = None,
+        store: Any = None,
+        cache: bool = True,
         **params: Any,
     ) -> "Run":
         """Start this task on a cluster and return its :class:`Run` at once.
 
         ``cluster`` defaults to a local cluster started on first use;
         ``on_error="continue"`` lets other units finish when one fails.
+        Units an earlier run finished (same code, parameters and input) are
+        taken from the run ``store`` (a path; default ``$NBTASKS_STORE`` or the
+        Jupyter data dir; False records nothing) unless ``cache=False``.
         """
         from .run import start_run
 
         return start_run(self, _input_from(args), params, cluster=cluster,
-                         on_error=on_error, progress=progress)
+                         on_error=on_error, progress=progress, store=store, cache=cache)
 
     def form(self, *args: Any, cluster: Any = None, show: Callable[[Any], Any] | None = None,
              **values: Any) -> Any:

@@ -32,8 +32,9 @@ _RUN_COLUMNS = ("id, name, notebook, host, kernel_pid, cluster, counts, total, r
 class StoreReader:
     """Queries over one store file. A missing file reads as an empty store."""
 
-    def __init__(self, path: "str | os.PathLike[str] | None" = None) -> None:
+    def __init__(self, path: "str | os.PathLike[str] | None" = None, stale_after: float = STALE_AFTER) -> None:
         self.path = resolve(path)
+        self.stale_after = stale_after
 
     def _connect(self) -> sqlite3.Connection | None:
         if self.path == MEMORY or not os.path.exists(self.path):
@@ -62,7 +63,7 @@ class StoreReader:
             if where:
                 sql += " WHERE " + " AND ".join(where)
             sql += " ORDER BY submitted DESC"
-            rows = [_run_summary(r) for r in conn.execute(sql, args)]
+            rows = [_run_summary(r, self.stale_after) for r in conn.execute(sql, args)]
         conn.close()
         if state is not None:
             rows = [r for r in rows if r["state"] == state]
@@ -77,7 +78,7 @@ class StoreReader:
         conn.close()
         if row is None:
             return None
-        out = _run_summary(row[:-2])
+        out = _run_summary(row[:-2], self.stale_after)
         out["tree"] = json.loads(row[-2])
         out["params"] = json.loads(row[-1])
         return out
@@ -117,7 +118,7 @@ class StoreReader:
         conn.close()
         now = time.time()
         return [{"id": r[0], "host": r[1], "kernel_pid": r[2], "profile": r[3], "engines": json.loads(r[4]),
-                 "updated": r[5], "live": now - r[5] < STALE_AFTER} for r in rows]
+                 "updated": r[5], "live": now - r[5] < self.stale_after} for r in rows]
 
     # -- the one write: asking a kernel to cancel -------------------------------
     def request_cancel(self, run_id: str, reason: str = "cancelled from JupyterLab") -> dict[str, Any] | None:
@@ -134,11 +135,11 @@ class StoreReader:
         return self.run(run_id)
 
 
-def _run_summary(row: tuple) -> dict[str, Any]:
+def _run_summary(row: tuple, stale_after: float) -> dict[str, Any]:
     (id, name, notebook, host, kernel_pid, cluster, counts, total, reused, state, note, error,
      submitted, started, ended, updated, cancel_requested, cancel_reason) = row
     now = time.time()
-    if state in _LIVE and now - updated > STALE_AFTER:
+    if state in _LIVE and now - updated > stale_after:
         state, note = "lost", "its kernel stopped reporting (restarted or gone)"
     start = started or submitted
     return {"id": id, "name": name, "notebook": notebook, "host": host, "kernel_pid": kernel_pid,

@@ -1,0 +1,144 @@
+"""Unit keys: what makes two units "the same work" across runs and kernels.
+
+A request (a leaf task over a list of inputs) is keyed by the task's code,
+its parameters and the pickled inputs; a unit's key is that plus its
+position. Code is hashed from its source (cells keep their source in
+IPython), or its bytecode when there is none, together with the functions,
+classes and local modules of the user's it calls, so editing a helper
+counts as a change. File names and line numbers do not enter: they differ between
+kernels for the same cell.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import pickle
+import sys
+import types
+from typing import Any, Mapping
+
+__all__ = ["task_digest", "leaf_digest", "request_key"]
+
+_LIBRARY_ROOTS = tuple(p for p in {sys.prefix, sys.base_prefix, sys.exec_prefix} if p)
+
+
+def _hasher() -> "hashlib._Hash":
+    return hashlib.blake2b(digest_size=16)
+
+
+def _is_users(obj: Any) -> bool:
+    """Code the user wrote (a cell, a script, a local module), not a library's."""
+    module = obj if inspect.ismodule(obj) else sys.modules.get(getattr(obj, "__module__", None) or "")
+    path = getattr(module, "__file__", None)
+    if module is None or path is None:
+        return True  # __main__ in a kernel, or made at runtime
+    return not path.startswith(_LIBRARY_ROOTS) and "site-packages" not in path
+
+
+def _code_bytes(code: types.CodeType) -> bytes:
+    parts = [code.co_code, repr(code.co_names).encode(), repr(code.co_varnames).encode()]
+    for const in code.co_consts:
+        parts.append(_code_bytes(const) if isinstance(const, types.CodeType) else repr(const).encode())
+    return b"\0".join(parts)
+
+
+def _source(obj: Any) -> bytes:
+    try:
+        return inspect.getsource(obj).encode()
+    except (OSError, TypeError):
+        code = getattr(obj, "__code__", None)
+        return _code_bytes(code) if code is not None else repr(obj).encode()
+
+
+def _feed_code(h: Any, obj: Any, seen: set[int], depth: int = 0) -> None:
+    """Hash ``obj``'s code and, a few levels deep, the user's functions it names."""
+    if id(obj) in seen or depth > 3:
+        return
+    seen.add(id(obj))
+    h.update(getattr(obj, "__qualname__", type(obj).__qualname__).encode())
+    h.update(_source(obj))
+    code = getattr(obj, "__code__", None)
+    names: tuple = code.co_names if code is not None else ()
+    scope = getattr(obj, "__globals__", {})
+    if inspect.isclass(obj):
+        for value in vars(obj).values():
+            if inspect.isfunction(value):
+                _feed_code(h, value, seen, depth + 1)
+        return
+    for name in names:
+        value = scope.get(name)
+        if (inspect.isfunction(value) or inspect.isclass(value)) and _is_users(value):
+            _feed_code(h, value, seen, depth + 1)
+        elif inspect.ismodule(value) and getattr(value, "__file__", None) and _is_users(value):
+            _feed_file(h, value.__file__)
+
+
+def _feed_file(h: Any, path: str) -> None:
+    """A local module the code uses, as it is on disk now (``cluster.sync`` ships that)."""
+    try:
+        with open(path, "rb") as f:
+            h.update(f.read())
+    except OSError:
+        h.update(path.encode())
+
+
+def _settings(task: Any) -> bytes:
+    """What an instance carries besides code (settings that change results)."""
+    out = []
+    for name, value in sorted(vars(task).items()):
+        if callable(value) or name in ("retries", "timeout", "max_engine_failures", "max_concurrent", "rate"):
+            continue
+        out.append(f"{name}={value!r}" if isinstance(value, (int, float, str, bool, type(None), tuple))
+                   else f"{name}:{type(value).__qualname__}")
+    return "\n".join(out).encode()
+
+
+def task_digest(task: Any) -> bytes:
+    """The identity of a task's code and settings (not its name's position in a tree)."""
+    h = _hasher()
+    h.update(type(task).__qualname__.encode())
+    fn = getattr(task, "fn", None)
+    seen: set[int] = set()
+    if fn is not None:
+        _feed_code(h, fn, seen)
+    if type(task).work is not getattr(type(task).__mro__[-2], "work", None) or fn is None:
+        _feed_code(h, type(task), seen)
+    h.update(_settings(task))
+    for sub in task.subtasks():
+        h.update(task_digest(sub))
+    return h.digest()
+
+
+def _pickled_digest(h: Any, value: Any) -> None:
+    h.update(pickle.dumps(value, protocol=5))
+
+
+def leaf_digest(task: Any, mode: str, params: Mapping[str, Any], extra: tuple) -> bytes:
+    """One leaf task as the engines run it: code, mode (map/reduce/call), parameters."""
+    h = _hasher()
+    h.update(task_digest(task))
+    h.update(mode.encode())
+    _pickled_digest(h, sorted(params.items()))
+    if extra:
+        combiner, cparams = extra
+        if combiner is not None:
+            h.update(task_digest(combiner))
+            _pickled_digest(h, sorted((cparams or {}).items()))
+    return h.digest()
+
+
+def request_key(leaf: bytes, inputs: list) -> str | None:
+    """The key of a leaf's request over ``inputs``; None when they cannot be pickled."""
+    h = _hasher()
+    h.update(leaf)
+    try:
+        _pickled_digest(h, inputs)
+    except Exception:
+        try:
+            import cloudpickle
+
+            h.update(cloudpickle.dumps(inputs))
+        except Exception:
+            return None
+    return h.hexdigest()

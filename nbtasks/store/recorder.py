@@ -1,0 +1,443 @@
+"""The kernel's side of the store: records runs as they go, finds finished units.
+
+    dispatch thread ── record(part) ──> queue ──> [nbtasks-store thread] ── SQLite (WAL)
+                    <── reuse(key) ── reads on its own connection
+    server (POST cancel) ── runs.cancel_requested ──> store thread ── run.cancel()
+
+Writing happens on one thread, in batches, so a run never waits for the
+disk; a lookup that needs parts still in the queue waits for them. A store
+that cannot be written (read-only place, full disk) degrades to memory with
+a warning, and runs carry on.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import hashlib
+import json
+import logging
+import os
+import queue
+import socket
+import sqlite3
+import sys
+import threading
+import time
+import warnings
+import weakref
+from array import array
+from dataclasses import dataclass
+from typing import Any
+
+import cloudpickle
+
+from .keys import leaf_digest, request_key
+from .location import MEMORY, resolve
+from .schema import connect, open_database
+
+__all__ = ["Store", "Found"]
+
+log = logging.getLogger("nbtasks")
+
+SYNC_EVERY = 0.5    # seconds between two writes of live runs' counts (and cancel checks)
+HEARTBEAT = 2.0     # a live run's row is touched at least this often, so readers see it alive
+LARGE = 1 << 20     # result blobs bigger than this go to files beside the database
+_INPUT_REPR = 200
+
+
+@dataclass
+class Found:
+    """A stored stretch of finished units of one request (from an earlier run)."""
+    start: int
+    stop: int
+    offset: int
+    skip: frozenset
+    engine: int | None
+    blob: int
+    outcome: Any
+
+
+def _notebook() -> str | None:
+    """The notebook (or script) this kernel runs, as Jupyter names it."""
+    name = os.environ.get("JPY_SESSION_NAME")
+    if name:
+        return name
+    main = sys.modules.get("__main__")
+    session = getattr(main, "__session__", None)
+    if session:
+        return str(session)
+    path = getattr(main, "__file__", None)
+    return os.path.abspath(path) if path else None
+
+
+class _Tracked:
+    __slots__ = ("run", "written", "beat", "failures")
+
+    def __init__(self, run: Any) -> None:
+        self.run = run
+        self.written: tuple | None = None
+        self.beat = 0.0
+        self.failures = 0
+
+
+class Store:
+    """Records runs into one store file; one instance per path per process."""
+
+    _instances: dict[str, "Store"] = {}
+    _instances_lock = threading.Lock()
+
+    @classmethod
+    def at(cls, where: "str | os.PathLike[str] | None" = None) -> "Store":
+        path = resolve(where)
+        with cls._instances_lock:
+            store = cls._instances.get(path)
+            if store is None or store._closed:
+                store = cls._instances[path] = cls(path)
+            return store
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.warning: str | None = None  # why this store keeps its records in memory only
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._runs: dict[str, _Tracked] = {}
+        self._runs_lock = threading.Lock()
+        self._clusters: "weakref.WeakSet[Any]" = weakref.WeakSet()
+        self._pending: collections.Counter[str] = collections.Counter()  # request key -> parts queued
+        self._pending_lock = threading.Lock()
+        self._leaves: dict[tuple, bytes] = {}
+        self._blobs: collections.OrderedDict[int, tuple[bytes, int]] = collections.OrderedDict()
+        self._closed = False
+        self._lock = threading.Lock()  # guards the connections when they are one (memory)
+        self._open(path)
+        self._thread = threading.Thread(target=self._loop, name="nbtasks-store", daemon=True)
+        self._thread.start()
+        atexit.register(self.close)
+
+    # -- opening and degrading ----------------------------------------------------------
+    def _open(self, path: str) -> None:
+        try:
+            self._write = open_database(path)
+            self._read = self._write if path == MEMORY else connect(path)
+        except (sqlite3.Error, OSError) as exc:
+            self._degrade(exc)
+
+    def _degrade(self, exc: BaseException) -> None:
+        """Carry on in memory; say so once."""
+        self.warning = (f"nbtasks: the run store {self.path} cannot be written ({exc}); "
+                        "runs are recorded in memory only for this session")
+        log.warning(self.warning)
+        warnings.warn(self.warning, RuntimeWarning, stacklevel=2)
+        self._write = open_database(MEMORY)
+        self._read = self._write
+        with self._runs_lock:
+            for tracked in self._runs.values():
+                tracked.written, tracked.failures = None, 0
+
+    @property
+    def in_memory(self) -> bool:
+        return self._read is self._write
+
+    @property
+    def results_dir(self) -> str | None:
+        """Where results too large for the database go (beside it)."""
+        return None if self.in_memory else self.path + "-results"
+
+    # -- what core calls (dispatch thread) ------------------------------------------------
+    def key(self, request: Any) -> str | None:
+        """The key of a request: its leaf's code and parameters, and its inputs."""
+        ident = (request.run.id, request.node.id)
+        leaf = self._leaves.get(ident)
+        if leaf is None:
+            try:
+                leaf = leaf_digest(request.node.task, request.mode, request.params, request.extra)
+            except Exception:
+                log.debug("nbtasks: no key for %r", request.node.name, exc_info=True)
+                return None
+            self._leaves[ident] = leaf
+        return request_key(leaf, request.inputs)
+
+    def reuse(self, key: str) -> list[Found]:
+        """Finished stretches of units recorded under ``key``, newest first."""
+        with self._pending_lock:
+            pending = self._pending.get(key, 0)
+        if pending:
+            self.flush()
+        try:
+            with self._lock if self.in_memory else _nothing():
+                rows = self._read.execute(
+                    "SELECT p.start, p.stop, p.offset, p.skip, p.engine, p.blob, b.data, b.path "
+                    "FROM parts p JOIN blobs b ON b.id = p.blob WHERE p.request_key = ? ORDER BY p.id DESC",
+                    (key,)).fetchall()
+        except sqlite3.Error:
+            log.warning("nbtasks: reading the run store failed; running every unit", exc_info=True)
+            return []
+        outcomes: dict[int, Any] = {}
+        found = []
+        for start, stop, offset, skip, engine, blob, data, path in rows:
+            if blob not in outcomes:
+                outcomes[blob] = self._load(data, path)
+            if outcomes[blob] is not None:
+                found.append(Found(start, stop, offset, frozenset(json.loads(skip)), engine, blob, outcomes[blob]))
+        return found
+
+    def _load(self, data: bytes | None, path: str | None) -> Any:
+        try:
+            if data is None:
+                with open(os.path.join(self.path + "-results", path), "rb") as f:
+                    data = f.read()
+            return cloudpickle.loads(data)
+        except Exception as exc:  # a class that is gone, a file removed: run those units again
+            log.info("nbtasks: a stored result cannot be read (%s); its units run again", exc)
+            return None
+
+    def track(self, run: Any) -> None:
+        """Record ``run`` from now until it is finished (and its cluster's engines)."""
+        with self._runs_lock:
+            self._runs[run.id] = _Tracked(run)
+        if run.backend is not None and hasattr(run.backend, "engines_status"):
+            self._clusters.add(run.backend)
+
+    def watch(self, cluster: Any) -> None:
+        """Report ``cluster``'s engines (busy or idle) while it runs."""
+        self._clusters.add(cluster)
+
+    def record(self, run: Any, part: Any, payload: bytes | None = None, blob: int | None = None) -> None:
+        """Queue a finished part of a chunk (``payload``: the chunk's pickled outcome,
+        or ``blob``: the stored one it was taken from)."""
+        key = part.request.key
+        if key is not None:
+            with self._pending_lock:
+                self._pending[key] += 1
+        self._queue.put((run.id, part, payload, blob))
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until everything queued so far is written."""
+        if threading.current_thread() is self._thread:
+            return True
+        done = threading.Event()
+        self._queue.put(done)
+        return done.wait(timeout)
+
+    def close(self) -> None:
+        if not self._closed:
+            self.flush(10.0)
+            self._closed = True
+            self._queue.put(None)
+
+    # -- the store thread -------------------------------------------------------------------
+    def _loop(self) -> None:
+        last_sync = 0.0
+        while True:
+            try:
+                item = self._queue.get(timeout=SYNC_EVERY)
+            except queue.Empty:
+                item = ()
+            items = [item]
+            while True:
+                try:
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            if any(i is None for i in items):
+                self._write_batch([i for i in items if isinstance(i, tuple) and i], True)
+                return
+            flushes = [i for i in items if isinstance(i, threading.Event)]
+            parts = [i for i in items if isinstance(i, tuple) and i]
+            now = time.monotonic()
+            sync = bool(flushes) or now - last_sync >= SYNC_EVERY
+            self._write_batch(parts, sync)
+            if sync:
+                last_sync = now
+                self._check_cancels()
+            for done in flushes:
+                done.set()
+
+    def _write_batch(self, parts: list[tuple], sync: bool) -> None:
+        try:
+            self._transaction(parts, sync)
+        except (sqlite3.Error, OSError) as exc:
+            if self.in_memory:
+                log.exception("nbtasks: the in-memory run store failed")
+            else:
+                self._degrade(exc)
+                try:
+                    self._transaction(parts, sync)
+                except Exception:
+                    log.exception("nbtasks: the in-memory run store failed")
+        except Exception:  # a bug here must not stop recording
+            log.exception("nbtasks: recording runs failed")
+        finally:
+            if parts:
+                with self._pending_lock:
+                    for _, part, _, _ in parts:
+                        key = part.request.key
+                        if key is not None:
+                            self._pending[key] -= 1
+                            if self._pending[key] <= 0:
+                                del self._pending[key]
+
+    def _transaction(self, parts: list[tuple], sync: bool) -> None:
+        with self._lock if self.in_memory else _nothing():
+            conn = self._write
+            with conn:
+                for run_id, part, payload, blob in parts:
+                    self._write_part(conn, run_id, part, payload, blob)
+                if sync:
+                    self._sync_runs(conn)
+                    self._sync_clusters(conn)
+
+    def _blob(self, conn: sqlite3.Connection, payload: bytes) -> int:
+        """Store a chunk's outcome once, however many parts it has."""
+        for ref, blob in self._blobs.values():
+            if ref is payload:
+                return blob
+        if len(payload) > LARGE and self.results_dir is not None:
+            name = hashlib.blake2b(payload, digest_size=20).hexdigest() + ".pkl"
+            os.makedirs(self.results_dir, exist_ok=True)
+            target = os.path.join(self.results_dir, name)
+            if not os.path.exists(target):
+                tmp = f"{target}.{os.getpid()}.tmp"
+                with open(tmp, "wb") as f:
+                    f.write(payload)
+                os.replace(tmp, target)
+            blob = conn.execute("INSERT INTO blobs (size, path) VALUES (?, ?)", (len(payload), name)).lastrowid
+        else:
+            blob = conn.execute("INSERT INTO blobs (size, data) VALUES (?, ?)", (len(payload), payload)).lastrowid
+        self._blobs[id(payload)] = (payload, blob)
+        while len(self._blobs) > 16:
+            self._blobs.popitem(last=False)
+        return blob
+
+    def _write_part(self, conn: sqlite3.Connection, run_id: str, part: Any, payload: bytes | None,
+                    blob: int | None) -> None:
+        req, out, off = part.request, part.outcome, part.offset
+        n = part.stop - part.start
+        if blob is None:
+            blob = self._blob(conn, payload)
+        skip = sorted(set(part.unit_errors) | set(part.again))
+        attempts = {}
+        if req.tries:
+            for pos in range(n):
+                tries = req.tries.get(part.start + pos)
+                if tries:
+                    attempts[pos] = 1 + sum(tries.values())
+        ends = array("d", [out.ends[off - 1] if off else 0.0])
+        ends.extend(out.ends[off: off + n])
+        texts: dict[int, list[str]] = {}
+        for marks, which, text in ((out.out_marks, 0, out.stdout), (out.err_marks, 1, out.stderr)):
+            for j, a, b in marks:
+                if off <= j < off + n:
+                    texts.setdefault(j - off, ["", ""])[which] = text[a:b]
+        stdout, stderr, marks = [], [], []
+        o = e = 0
+        for pos, (so, se) in sorted(texts.items()):
+            marks.append([pos, o, o + len(so), e, e + len(se)])
+            stdout.append(so)
+            stderr.append(se)
+            o, e = o + len(so), e + len(se)
+        label = req.unit if req.unit is not None and len(req.inputs) == 1 else None
+        conn.execute(
+            "INSERT INTO parts (run, node, task, request_key, request_seq, start, stop, offset, label, done, "
+            "skip, attempts, engine, host, pid, t0, ends, stdout, stderr, marks, blob) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (run_id, req.node.id, req.node.name, req.key or "", req.seq, part.start, part.stop, off, label,
+             n - len(skip), json.dumps(skip), json.dumps(attempts), part.engine, out.host, out.pid, out.t0,
+             ends.tobytes(), "".join(stdout), "".join(stderr), json.dumps(marks), blob))
+
+    def _sync_runs(self, conn: sqlite3.Connection) -> None:
+        now = time.time()
+        with self._runs_lock:
+            tracked = list(self._runs.values())
+        for t in tracked:
+            run = t.run
+            snap = run.snapshot()
+            state = snap["state"]
+            sig = (state, snap["note"], json.dumps(snap["tree"]), run.reused)
+            if sig != t.written or now - t.beat >= HEARTBEAT:
+                counts = snap["counts"]
+                total = sum(counts[k] for k in ("queued", "running", "done", "failed", "cancelled"))
+                error = None
+                if state == "failed" and run.done():
+                    exc = run._exception
+                    error = f"{type(exc).__name__}: {exc}" if exc is not None else None
+                elif state == "cancelled":
+                    error = run.cancel_reason
+                backend = run.backend
+                cluster = getattr(backend, "cluster_id", None) if backend is not None else None
+                params = {k: _short(v) for k, v in run.params.items()}
+                conn.execute(
+                    "INSERT INTO runs (id, name, notebook, host, kernel_pid, cluster, params, tree, counts, total, "
+                    "reused, state, note, error, submitted, started, ended, updated) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+                    "tree = excluded.tree, counts = excluded.counts, total = excluded.total, "
+                    "reused = excluded.reused, state = excluded.state, note = excluded.note, "
+                    "error = excluded.error, started = excluded.started, ended = excluded.ended, "
+                    "updated = excluded.updated, cluster = excluded.cluster",
+                    (run.id, run.task.name, _notebook(), socket.gethostname(), os.getpid(), cluster,
+                     json.dumps(params), sig[2], json.dumps(counts), total, run.reused, state, snap["note"],
+                     error, run.created, run.started, run.finished, now))
+                t.written, t.beat = sig, now
+            failures = run._failures
+            if len(failures) > t.failures:
+                conn.executemany(
+                    "INSERT INTO failures (run, node, task, unit, input, error, traceback, engine, host, pid, "
+                    "time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(run.id, f.node_id, f.task, f.index, _short(f.input), f.error, f.traceback or "",
+                      f.engine, f.host, f.pid, now) for f in failures[t.failures:]])
+                t.failures = len(failures)
+            if run.done() and run.settled and t.written is not None and t.written[0] == state:
+                with self._runs_lock:
+                    self._runs.pop(run.id, None)
+                for ident in [k for k in self._leaves if k[0] == run.id]:
+                    del self._leaves[ident]
+
+    def _sync_clusters(self, conn: sqlite3.Connection) -> None:
+        now = time.time()
+        for cluster in list(self._clusters):
+            if getattr(cluster.state, "value", cluster.state) != "running":
+                continue
+            try:
+                engines = cluster.engines_status()
+            except Exception:
+                continue
+            conn.execute(
+                "INSERT INTO clusters (id, host, kernel_pid, profile, engines, updated) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET engines = excluded.engines, updated = excluded.updated",
+                (cluster.cluster_id or f"{socket.gethostname()}:{os.getpid()}:{id(cluster):x}",
+                 socket.gethostname(), os.getpid(), cluster.profile_dir, json.dumps(engines), now))
+
+    def _check_cancels(self) -> None:
+        """Cancel the runs someone asked to cancel through the server."""
+        with self._runs_lock:
+            live = [t.run for t in self._runs.values() if not t.run.done()]
+        if not live:
+            return
+        marks = ",".join("?" * len(live))
+        try:
+            with self._lock if self.in_memory else _nothing():
+                rows = self._write.execute(
+                    f"SELECT id, cancel_reason FROM runs WHERE cancel_requested IS NOT NULL AND id IN ({marks})",
+                    [r.id for r in live]).fetchall()
+        except sqlite3.Error:
+            return
+        wanted = dict(rows)
+        for run in live:
+            if run.id in wanted:
+                run.cancel(wanted[run.id] or "cancelled from JupyterLab")
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+def _short(value: Any) -> str:
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= _INPUT_REPR else text[: _INPUT_REPR - 1] + "…"
