@@ -57,6 +57,7 @@ ENGINES = 2
 CPU_EFFICIENCY_TARGET = 0.95
 COLD_START_TARGET_S = 2.0
 MEMORY_FLAT_TOLERANCE = 0.10
+STORE_OVERHEAD_TARGET = 0.10
 
 Result = dict[str, Any]
 
@@ -158,18 +159,29 @@ def worker(name: str) -> Callable[[Callable[[argparse.Namespace], Result]], Call
     return register
 
 
-@worker("tiny-nbtasks")
-def tiny_nbtasks(args: argparse.Namespace) -> Result:
+def tiny_nbtasks_with(args: argparse.Namespace, store: Any) -> Result:
     import nbtasks as nt
 
     with nbtasks_cluster() as cluster:
         def go(n: int) -> None:
-            out = nt.ParallelTask(noop).submit(range(n), cluster=cluster, progress=False).result()
+            # cache=False: every repeat runs (and records) every unit again
+            out = nt.ParallelTask(noop).submit(range(n), cluster=cluster, progress=False, store=store,
+                                               cache=False).result()
             assert len(out) == n and out[-1] == n - 1
         go(1000)  # warm-up
         base = rss_mb()
         times = wall_times(args.repeats, lambda: go(args.units))
     return timing(times, units=args.units, base_mb=base, peak_mb=peak_mb())
+
+
+@worker("tiny-nbtasks")
+def tiny_nbtasks(args: argparse.Namespace) -> Result:
+    return tiny_nbtasks_with(args, None)  # recorded in the run store ($NBTASKS_STORE, a file)
+
+
+@worker("tiny-nbtasks-nostore")
+def tiny_nbtasks_nostore(args: argparse.Namespace) -> Result:
+    return tiny_nbtasks_with(args, False)
 
 
 @worker("tiny-ipp-default")
@@ -331,7 +343,7 @@ def live_runs() -> int:
 
 # -- the orchestrator ---------------------------------------------------------------------------
 PLAN = [
-    "tiny-serial", "tiny-nbtasks", "tiny-joblib", "tiny-ipp-chunk1000", "tiny-ipp-default",
+    "tiny-serial", "tiny-nbtasks", "tiny-nbtasks-nostore", "tiny-joblib", "tiny-ipp-chunk1000", "tiny-ipp-default",
     "cpu-serial", "cpu-nbtasks", "cpu-ipp-default", "cpu-joblib", "cpu-multiprocessing",
     "cold-nbtasks", "cold-ipp-default",
     "memory-nbtasks",
@@ -405,7 +417,8 @@ def reap_orphans(ipython_dir: str, grace: float = 10.0) -> list[int]:
 @contextlib.contextmanager
 def bench_environment() -> Iterator[tuple[dict[str, str], str]]:
     ipython_dir = tempfile.mkdtemp(prefix="nbtasks-bench-ipython-")
-    env = dict(os.environ, IPYTHONDIR=ipython_dir, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, IPYTHONDIR=ipython_dir, PYTHONUNBUFFERED="1",
+               NBTASKS_STORE=os.path.join(ipython_dir, "runs.db"))
     try:
         yield env, ipython_dir
     finally:
@@ -438,7 +451,8 @@ def rate(result: Result) -> float | None:
 
 
 def tiny_table(results: dict[str, Result], args: argparse.Namespace) -> list[str]:
-    peers = [("nbtasks (auto batching)", "tiny-nbtasks"),
+    peers = [("nbtasks (auto batching, recorded in the run store)", "tiny-nbtasks"),
+             ("nbtasks, store=False (nothing recorded)", "tiny-nbtasks-nostore"),
              ("joblib, loky, n_jobs=2 (auto batching)", "tiny-joblib"),
              ("ipyparallel LoadBalancedView.map, chunksize=1000", "tiny-ipp-chunk1000"),
              ("ipyparallel LoadBalancedView.map, default (chunksize=1) *", "tiny-ipp-default"),
@@ -543,7 +557,12 @@ def targets(results: dict[str, Result]) -> list[tuple[str, str, bool | None]]:
     eff = efficiency(results["cpu-serial"], results["cpu-nbtasks"])
     cold = results["cold-nbtasks"].get("best")
     mem = results["memory-nbtasks"]
+    nostore = rate(results["tiny-nbtasks-nostore"])
     rows = [
+        (f"run store slows tiny units by < {STORE_OVERHEAD_TARGET:.0%}",
+         "error" if ours is None or nostore is None else f"{(nostore / ours - 1) * 100:+.1f}% "
+         f"({fmt(ours)} vs {fmt(nostore)} units/s)",
+         None if ours is None or nostore is None else nostore / ours - 1 < STORE_OVERHEAD_TARGET),
         ("tiny-unit throughput >= joblib's (same run)",
          f"{fmt(ours)} vs {fmt(joblib)} units/s",
          None if ours is None or joblib is None else ours >= joblib),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import enum
+import hashlib
 import logging
 import os
 import threading
@@ -284,6 +285,14 @@ class Cluster:
         for name in names:
             visit(name)
         return out
+
+    def shared_digest(self) -> bytes:
+        """A digest of every shared value: results that read them depend on it."""
+        with self._shared_lock:
+            h = hashlib.blake2b(digest_size=16)
+            for name in sorted(self._shared):
+                h.update(name.encode() + b"\0" + self._shared[name])
+            return h.digest()
 
     @property
     def shared(self) -> list[str]:

@@ -2,11 +2,10 @@
 
 A request (a leaf task over a list of inputs) is keyed by the task's code,
 its parameters and the pickled inputs; a unit's key is that plus its
-position. Code is hashed from its source (cells keep their source in
-IPython), or its bytecode when there is none, together with the functions,
-classes and local modules of the user's it calls, so editing a helper
-counts as a change. File names and line numbers do not enter: they differ between
-kernels for the same cell.
+position. Code is hashed from its bytecode, constants and names (fast, and
+the same for the same cell in any kernel: file names and line numbers do
+not enter), together with the functions, classes and local modules of the
+user's it calls, so editing a helper counts as a change.
 """
 
 from __future__ import annotations
@@ -44,11 +43,12 @@ def _code_bytes(code: types.CodeType) -> bytes:
 
 
 def _source(obj: Any) -> bytes:
-    try:
-        return inspect.getsource(obj).encode()
-    except (OSError, TypeError):
-        code = getattr(obj, "__code__", None)
-        return _code_bytes(code) if code is not None else repr(obj).encode()
+    code = getattr(obj, "__code__", None)
+    if code is not None:
+        return _code_bytes(code)
+    if inspect.isclass(obj):
+        return repr(sorted(vars(obj))).encode()  # its functions are fed one by one
+    return repr(obj).encode()
 
 
 def _feed_code(h: Any, obj: Any, seen: set[int], depth: int = 0) -> None:
