@@ -71,12 +71,20 @@ class NbtasksHandler(APIHandler):
             raise _JsonError(exc) from None
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
+        if status_code == 405:  # RFC 9110: say which methods there are
+            self.set_header("Allow", ", ".join(_allowed(type(self))))
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, _JsonError):
             self.set_header("Content-Type", "application/json")
             self.finish(json.dumps({"message": exc.message, "reason": None}))
         else:
             super().write_error(status_code, **kwargs)
+
+
+def _allowed(cls: type) -> list[str]:
+    """The methods ``cls`` answers (tornado's defaults answer 405)."""
+    return [m for m in ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+            if getattr(cls, m.lower()) is not getattr(web.RequestHandler, m.lower())]
 
 
 class ApiRootHandler(NbtasksHandler):
