@@ -22,14 +22,15 @@ import queue
 import signal
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..core.errors import RemoteTraceback, Retry, UnitError
 from ..core.evaluate import Evaluation, UnitRequest
 from ..core.records import ChunkRecord
 from ..core.run import Run
 from ..core.serialize import dumps, loads
-from .engine import PROGRESS_KEY, run_chunk
+from ..core.unitexec import ChunkOutcome
+from .engine import PROGRESS_KEY, UNITS_KEY, run_chunk
 from .limits import Limits
 from .streams import Chunk, Stream
 
@@ -43,6 +44,7 @@ __all__ = ["Dispatcher"]
 HANDBACKS = 10  # times a unit may hand itself back with nt.Retry before it counts as failed
 BACKOFF = 0.1  # seconds before the first re-run of a unit that raised; doubles each time
 MAX_BACKOFF = 30.0
+DEATH_GRACE = 0.1  # seconds to wait for the last units an engine sent before it died
 
 
 def _ranges(indices: list[int]) -> list[tuple[int, int]]:
@@ -73,6 +75,8 @@ class Dispatcher:
         self.limits = Limits()
         #: heap of (ready time, seq, stream, request, index): units waiting out a backoff
         self.delayed: list[tuple[float, int, Stream, UnitRequest, int]] = []
+        #: (when, chunk, error): chunks whose engine died, handled after a short grace
+        self.dying: list[tuple[float, Chunk, BaseException]] = []
         self._ids = itertools.count()
         self._views: dict[int, Any] = {}
         self.units_done: collections.Counter[int] = collections.Counter()  # per engine, for display
@@ -103,10 +107,10 @@ class Dispatcher:
     # -- the thread ---------------------------------------------------------------
     def _loop(self) -> None:
         while True:
-            waiting = bool(self.streams) or bool(self.delayed) or any(self.flight.values())
+            waiting = bool(self.streams) or bool(self.delayed) or bool(self.dying) or any(self.flight.values())
             try:
                 # idle, it still wakes now and then: dead engines get replaced
-                message = self.inbox.get(timeout=0.25 if waiting else 1.0)
+                message = self.inbox.get(timeout=(DEATH_GRACE if self.dying else 0.25) if waiting else 1.0)
             except queue.Empty:
                 message = None
             messages = [] if message is None else [message]
@@ -175,14 +179,32 @@ class Dispatcher:
         try:
             payload = chunk.ar.get(0)
         except Exception as exc:
-            self._chunk_lost(chunk, exc)
+            if getattr(exc, "ename", None) == "EngineError":
+                # units the engine sent just before it died may still be on their way
+                self.dying.append((time.monotonic() + DEATH_GRACE, chunk, exc))
+            else:
+                self._chunk_lost(chunk, exc)
             return
         finally:
             self._forget_message(chunk)
         outcome = loads(payload)
+        chunk.stream.sizer.observe(min(len(outcome.values), len(outcome.ends)), outcome.busy)
+        self._apply(chunk, outcome, payload, self._interrupted_rest)
+        self._forget_if_over(evaluation)
+
+    def _interrupted_rest(self, chunk: Chunk, request: UnitRequest, start: int, stop: int) -> None:
+        """Units of a chunk stopped by a signal that was not meant for this run: again."""
+        request.node.queued += stop - start
+        request.node.retried += stop - start
+        self._requeue(chunk.stream, request, start, stop)
+
+    def _apply(self, chunk: Chunk, outcome: Any, payload: bytes | None,
+               rest: Callable[[Chunk, UnitRequest, int, int], None]) -> None:
+        """Take a chunk's finished units (results, failures, re-runs, records);
+        ``rest(chunk, request, start, stop)`` deals with the units it did not reach."""
+        evaluation = chunk.stream.evaluation
         done_units = min(len(outcome.values), len(outcome.ends))
         self.units_done[chunk.engine] += done_units
-        chunk.stream.sizer.observe(done_units, outcome.busy)
         over = evaluation.over
         offset = 0
         for request, start, stop in chunk.parts:
@@ -214,10 +236,10 @@ class Dispatcher:
             if finished:
                 evaluation.run._record(ChunkRecord(request, start, start + finished, chunk.engine,
                                                    outcome, offset, errors, again), payload)
-            if finished < n:  # interrupted by a signal that was not meant for this run
-                node.queued += n - finished
-                node.retried += n - finished
-                self._requeue(chunk.stream, request, start + finished, stop)
+            if finished < n:
+                rest(chunk, request, start + finished, stop)
+                if evaluation.over:
+                    return
             offset += n
             for error in errors.values():
                 evaluation.unit_failed(error)
@@ -225,7 +247,6 @@ class Dispatcher:
                     break
             if request.remaining == 0 and not evaluation.over:
                 evaluation.request_done(request)
-        self._forget_if_over(evaluation)
 
     # -- helpers ------------------------------------------------------------------
     def _enqueue(self, request: UnitRequest) -> None:
@@ -287,6 +308,9 @@ class Dispatcher:
 
     def _release_delayed(self) -> None:
         now = time.monotonic()
+        while self.dying and self.dying[0][0] <= now:
+            _, chunk, exc = self.dying.pop(0)
+            self._chunk_lost(chunk, exc)
         while self.delayed and self.delayed[0][0] <= now:
             _, _, stream, request, index = heapq.heappop(self.delayed)
             if not stream.evaluation.over:
@@ -295,6 +319,15 @@ class Dispatcher:
     def _chunk_lost(self, chunk: Chunk, exc: BaseException) -> None:
         """The chunk did not come back: engine died, interrupt, or it could not start."""
         evaluation = chunk.stream.evaluation
+        ename = getattr(exc, "ename", type(exc).__name__)
+        engine_died = ename in ("EngineError", "ReplyLost")
+        sent = self._units_sent(chunk) if engine_died and not evaluation.over else None
+        if sent is not None:  # what the engine finished before it died is not run again
+            log.info("nbtasks: engine %s died; %d unit(s) of %r it finished are kept, the rest runs again",
+                     chunk.engine, len(sent.values), chunk.stream.node.name)
+            self._apply(chunk, sent, None, lambda c, r, a, b: self._run_elsewhere(c, r, a, b, ename))
+            self._forget_if_over(evaluation)
+            return
         for request, start, stop in chunk.parts:
             self._uncount(chunk, request.node, stop - start)
             if evaluation.over:
@@ -302,7 +335,6 @@ class Dispatcher:
         if evaluation.over:
             self._forget_if_over(evaluation)
             return
-        ename = getattr(exc, "ename", type(exc).__name__)
         if ename not in ("KeyboardInterrupt", "EngineError", "TaskAborted", "ReplyLost"):
             # the engine could not even start the chunk (e.g. a module the task needs
             # is missing there): retrying elsewhere would fail the same way
@@ -315,21 +347,46 @@ class Dispatcher:
             self._forget_if_over(evaluation)
             return
         log.info("nbtasks: re-queueing %d unit(s) of %r after %s", chunk.n, chunk.stream.node.name, exc)
-        engine_died = ename in ("EngineError", "ReplyLost")
         for request, start, stop in reversed(chunk.parts):
-            limit = request.node.task.max_engine_failures
-            keep = list(range(start, stop))
             if engine_died:
-                spent = [i for i in keep if request.tried(i, "engine") >= limit]
-                for index in spent:
-                    self._engine_failed_unit(chunk, request, index, limit, ename)
-                    if evaluation.over:
-                        return
-                keep = [i for i in keep if i not in set(spent)]
-            request.node.queued += len(keep)
-            request.node.retried += len(keep)
-            for first, last in reversed(_ranges(keep)):
-                self._requeue(chunk.stream, request, first, last)
+                self._run_elsewhere(chunk, request, start, stop, ename)
+                if evaluation.over:
+                    return
+            else:
+                request.node.queued += stop - start
+                request.node.retried += stop - start
+                self._requeue(chunk.stream, request, start, stop)
+
+    def _run_elsewhere(self, chunk: Chunk, request: UnitRequest, start: int, stop: int, ename: str) -> None:
+        """Units whose engine died run again, unless it was their ``max_engine_failures``-th."""
+        limit = request.node.task.max_engine_failures
+        keep = list(range(start, stop))
+        spent = [i for i in keep if request.tried(i, "engine") >= limit]
+        for index in spent:
+            self._engine_failed_unit(chunk, request, index, limit, ename)
+            if chunk.stream.evaluation.over:
+                return
+        keep = [i for i in keep if i not in set(spent)]
+        request.node.queued += len(keep)
+        request.node.retried += len(keep)
+        for first, last in reversed(_ranges(keep)):
+            self._requeue(chunk.stream, request, first, last)
+
+    @staticmethod
+    def _units_sent(chunk: Chunk) -> Any:
+        """The units a chunk's engine sent back while running it (None if none)."""
+        try:
+            data = chunk.ar._metadata[0].get("data") or {}
+        except (AttributeError, IndexError):
+            return None
+        pieces = []
+        for key, blob in list(data.items()):
+            if key.startswith(UNITS_KEY):
+                try:
+                    pieces.append((int(key[len(UNITS_KEY):]), loads(blob)))
+                except Exception:
+                    log.debug("nbtasks: a unit piece could not be read", exc_info=True)
+        return ChunkOutcome.join(pieces)
 
     def _engine_failed_unit(self, chunk: Chunk, request: UnitRequest, index: int, limit: int,
                             ename: str) -> None:

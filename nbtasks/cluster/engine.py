@@ -14,6 +14,7 @@ from ..core import shared as _shared
 from ..core.unitexec import ChunkOutcome, execute_chunk
 
 PROGRESS_KEY = "nbtasks.progress"
+UNITS_KEY = "nbtasks.units."  # + the position of the piece's first unit
 _PROGRESS_EVERY = 0.1  # seconds between two reports from one engine (the last one always goes)
 _last_report = [0.0]
 
@@ -66,11 +67,42 @@ def _publish_progress(position: int, fraction: float, message: str) -> None:
     publish_data({PROGRESS_KEY: (position, fraction, message)})
 
 
+class _Streamer:
+    """Sends finished units to the client while the chunk goes on (ipyparallel's data
+    channel), so an engine that dies mid-chunk loses no finished unit: every unit that
+    took ``SLOW`` or more goes at once, quicker ones at least every ``EVERY`` seconds."""
+
+    SLOW = 0.005
+    EVERY = 0.1
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.pieces = 0
+        self.last = time.monotonic()
+
+    def __call__(self, out: ChunkOutcome, i: int, stdout: Any, stderr: Any) -> None:
+        now = time.monotonic()
+        took = out.ends[i] - (out.ends[i - 1] if i else 0.0)
+        if took < self.SLOW and now - self.last < self.EVERY:
+            return
+        piece = out.piece(self.sent, i + 1, stdout.getvalue(), stderr.getvalue())
+        try:
+            blob = cloudpickle.dumps(piece)
+        except Exception:
+            return  # the reply will say what could not be pickled
+        from ipyparallel.engine.datapub import publish_data
+
+        publish_data({f"{UNITS_KEY}{self.sent}": blob})
+        self.sent = i + 1
+        self.last = now
+
+
 def run_chunk(token: str, task_blob: bytes, inputs_blob: bytes, first_index: int) -> bytes:
     _progress.set_reporter(_publish_progress)
     task, mode, params, extra = _task_for(token, task_blob)
     inputs = pickle.loads(inputs_blob)
-    return _sendable(execute_chunk(task, mode, params, inputs, extra, first_index), task.name)
+    outcome = execute_chunk(task, mode, params, inputs, extra, first_index, on_unit=_Streamer())
+    return _sendable(outcome, task.name)
 
 
 def store_shared(values: dict[str, bytes]) -> list[str]:

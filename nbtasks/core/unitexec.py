@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from . import progress as _progress
 from .compose import map_unit, reduce_items
@@ -51,6 +51,50 @@ class ChunkOutcome:
     def __setstate__(self, state):
         for s, v in zip(self.__slots__, state):
             setattr(self, s, v)
+
+    def piece(self, a: int, b: int, stdout: str, stderr: str) -> "ChunkOutcome":
+        """Units ``a..b-1`` alone (positions from 0), sent while the chunk goes on, so
+        that an engine dying later does not lose them. Errors travel as text only."""
+        out = ChunkOutcome()
+        out.t0, out.host, out.pid = self.t0, self.host, self.pid
+        out.values = self.values[a:b]
+        out.ends = self.ends[a:b]
+        out.errors = {i - a: (s, tb, None) for i, (s, tb, _) in self.errors.items() if a <= i < b}
+        out.stdout, out.out_marks = _rebase(self.out_marks, stdout, a, b)
+        out.stderr, out.err_marks = _rebase(self.err_marks, stderr, a, b)
+        out.busy = self.ends[b - 1] if b else 0.0
+        return out
+
+    @classmethod
+    def join(cls, pieces: list[tuple[int, "ChunkOutcome"]]) -> "ChunkOutcome | None":
+        """The units of ``(position, piece)`` pieces that run on from position 0 (None if none)."""
+        pieces = sorted(pieces, key=lambda p: p[0])
+        if not pieces or pieces[0][0] != 0:
+            return None
+        out = cls()
+        first = pieces[0][1]
+        out.t0, out.host, out.pid = first.t0, first.host, first.pid
+        for at, piece in pieces:
+            if at != len(out.values):
+                break
+            out.errors.update({at + i: e for i, e in piece.errors.items()})
+            out.out_marks += [(at + i, len(out.stdout) + x, len(out.stdout) + y) for i, x, y in piece.out_marks]
+            out.err_marks += [(at + i, len(out.stderr) + x, len(out.stderr) + y) for i, x, y in piece.err_marks]
+            out.stdout += piece.stdout
+            out.stderr += piece.stderr
+            out.values += piece.values
+            out.ends += piece.ends
+            out.busy = piece.busy
+        return out
+
+
+def _rebase(marks: list[tuple[int, int, int]], text: str, a: int, b: int) -> tuple[str, list]:
+    """The output of units ``a..b-1`` and their marks within it."""
+    inside = [(i, x, y) for i, x, y in marks if a <= i < b]
+    if not inside:
+        return "", []
+    base = inside[0][1]
+    return text[base: inside[-1][2]], [(i - a, x - base, y - base) for i, x, y in inside]
 
 
 def _unit_fn(task: Task, mode: str, params: Mapping[str, Any], extra: tuple):
@@ -107,7 +151,10 @@ class _Timer:
 
 
 def execute_chunk(task: Task, mode: str, params: Mapping[str, Any], inputs: list,
-                  extra: tuple = (), first_index: int = 0) -> ChunkOutcome:
+                  extra: tuple = (), first_index: int = 0,
+                  on_unit: Callable[[ChunkOutcome, int, io.StringIO, io.StringIO], None] | None = None
+                  ) -> ChunkOutcome:
+    """Run ``inputs`` one after the other; ``on_unit(outcome, i, out, err)`` after each."""
     out = ChunkOutcome()
     fn = _unit_fn(task, mode, params, extra)
     timer = _Timer(getattr(task, "timeout", None))
@@ -139,6 +186,8 @@ def execute_chunk(task: Task, mode: str, params: Mapping[str, Any], inputs: list
             if err_buf.tell() != e_pos:
                 out.err_marks.append((i, e_pos, err_buf.tell()))
                 e_pos = err_buf.tell()
+            if on_unit is not None:
+                on_unit(out, i, out_buf, err_buf)
     except KeyboardInterrupt:
         out.interrupted = True  # cancelled: keep the units finished before the signal
     finally:

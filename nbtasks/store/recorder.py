@@ -106,7 +106,7 @@ class Store:
         self._pending: collections.Counter[str] = collections.Counter()  # request key -> parts queued
         self._pending_lock = threading.Lock()
         self._leaves: dict[tuple, bytes] = {}
-        self._blobs: collections.OrderedDict[int, tuple[bytes, int]] = collections.OrderedDict()
+        self._blobs: collections.OrderedDict[int, tuple[Any, int]] = collections.OrderedDict()
         self._closed = False
         self._lock = threading.Lock()  # guards the connections when they are one (memory)
         self._open(path)
@@ -290,11 +290,14 @@ class Store:
                     self._sync_runs(conn)
                     self._sync_clusters(conn)
 
-    def _blob(self, conn: sqlite3.Connection, payload: bytes) -> int:
-        """Store a chunk's outcome once, however many parts it has."""
+    def _blob(self, conn: sqlite3.Connection, outcome: Any, payload: bytes | None) -> int:
+        """Store a chunk's outcome once, however many parts it has (``payload``: as it
+        came from the engine; None for units kept from an engine that died)."""
         for ref, blob in self._blobs.values():
-            if ref is payload:
+            if ref is outcome:
                 return blob
+        if payload is None:
+            payload = cloudpickle.dumps(outcome)
         if len(payload) > LARGE and self.results_dir is not None:
             name = hashlib.blake2b(payload, digest_size=20).hexdigest() + ".pkl"
             os.makedirs(self.results_dir, exist_ok=True)
@@ -307,7 +310,7 @@ class Store:
             blob = conn.execute("INSERT INTO blobs (size, path) VALUES (?, ?)", (len(payload), name)).lastrowid
         else:
             blob = conn.execute("INSERT INTO blobs (size, data) VALUES (?, ?)", (len(payload), payload)).lastrowid
-        self._blobs[id(payload)] = (payload, blob)
+        self._blobs[id(outcome)] = (outcome, blob)
         while len(self._blobs) > 16:
             self._blobs.popitem(last=False)
         return blob
@@ -317,7 +320,7 @@ class Store:
         req, out, off = part.request, part.outcome, part.offset
         n = part.stop - part.start
         if blob is None:
-            blob = self._blob(conn, payload)
+            blob = self._blob(conn, part.outcome, payload)
         skip = sorted(set(part.unit_errors) | set(part.again))
         attempts = {}
         if req.tries:

@@ -111,3 +111,43 @@ def test_engine_deaths_fail_a_unit_after_max_engine_failures_and_the_cluster_kee
 def test_bad_fault_settings_are_refused(bad):
     with pytest.raises(nt.TaskDefinitionError):
         nt.task(**bad)(abs)
+
+
+@pytest.mark.parametrize("seconds, units", [(0.02, 300), (0.25, 60)], ids=["chunks-of-20", "one-per-chunk"])
+def test_engine_killed_mid_run_loses_no_unit_and_runs_none_twice(tmp_path, seconds, units):
+    """kill -9 an engine in the middle of a unit, a third of the way through: every result
+    equals the serial one, and every unit ran to completion exactly once (the units the
+    engine had finished were sent back as they finished, before it died). Chunks hold
+    ~0.4 s of work: 20 units of 20 ms, or one unit of 250 ms."""
+
+    def finish(x, directory=str(tmp_path)):
+        with open(os.path.join(directory, f"start-{x}"), "a") as f:
+            f.write(f"{os.getpid()}\n")
+        time.sleep(seconds)
+        attempt(directory, x)  # written as the unit completes
+        return x * x + 1
+
+    def running_on(pid):
+        """A unit the engine ``pid`` started and has not finished."""
+        for name in os.listdir(tmp_path):
+            if name.startswith("start-"):
+                x = int(name[6:])
+                with open(tmp_path / name) as f:
+                    if str(pid) in f.read().split() and pid not in executions(tmp_path, x):
+                        return x
+        return None
+
+    with nt.Cluster(n=2) as own:
+        pids = dict(zip(own.client.ids, own.client[:].apply_sync(os.getpid)))
+        victim = own.engines[0]
+        run = nt.ParallelTask(finish).submit(range(units), cluster=own, progress=False, store=False)
+        deadline = time.monotonic() + 60
+        while sum(len(executions(tmp_path, x)) for x in range(units)) < units // 3 or running_on(pids[victim]) is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        os.kill(pids[victim], signal.SIGKILL)
+        assert run.result(120) == [x * x + 1 for x in range(units)]
+        ran = [len(executions(tmp_path, x)) for x in range(units)]
+        assert ran == [1] * units, [x for x in range(units) if ran[x] != 1]
+        records = run.units()
+        assert len(records) == units and any(r.engine == victim for r in records)
