@@ -311,7 +311,7 @@ class Store:
         else:
             blob = conn.execute("INSERT INTO blobs (size, data) VALUES (?, ?)", (len(payload), payload)).lastrowid
         self._blobs[id(outcome)] = (outcome, blob)
-        while len(self._blobs) > 16:
+        while len(self._blobs) > 4:
             self._blobs.popitem(last=False)
         return blob
 
