@@ -15,7 +15,7 @@ from traitlets.config import LoggingConfigurable
 from .handlers import API_PATH, handlers
 from .service import RunService
 
-__all__ = ["NbtasksExtension", "load"]
+__all__ = ["NbtasksExtension", "SETTINGS_KEY", "load"]
 
 
 class NbtasksExtension(LoggingConfigurable):
@@ -30,11 +30,18 @@ class NbtasksExtension(LoggingConfigurable):
     )
 
 
+#: where the loaded service is kept in the tornado settings (for other server code, and
+#: so that enabling both ``nbtasks`` and ``nbtasks.server`` loads it once)
+SETTINGS_KEY = "nbtasks_service"
+
+
 def load(serverapp: Any) -> RunService:
     """Add the API's handlers to ``serverapp``; returns the service they share."""
-    settings = NbtasksExtension(parent=serverapp)
-    service = RunService(settings.store)
     web_app = serverapp.web_app
+    if SETTINGS_KEY in web_app.settings:
+        return web_app.settings[SETTINGS_KEY]
+    settings = NbtasksExtension(parent=serverapp)
+    service = web_app.settings[SETTINGS_KEY] = RunService(settings.store)
     base_url = web_app.settings["base_url"]
     web_app.add_handlers(".*$", handlers(base_url, service))
     serverapp.log.info("nbtasks: REST API at %s%s/ reading %s", base_url, API_PATH, service.store_path)

@@ -98,8 +98,10 @@ class OpenApiHandler(NbtasksHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
+        document = openapi.document()
+        document["servers"][0]["variables"]["base_url"]["default"] = self.base_url  # this server's
         self.set_header("Cache-Control", "no-store")
-        self.finish(json.dumps(openapi.document()))
+        self.finish(json.dumps(document))
 
 
 class RunsHandler(NbtasksHandler):
