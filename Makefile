@@ -3,10 +3,19 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTHON ?= python3
+# The JupyterLab extension (TypeScript in labextension/) is built by `pip install` itself
+# (hatch-jupyter-builder runs jlpm, which comes with jupyter-builder); `labext` rebuilds it
+# when its sources change after that, and reinstalls it where JupyterLab looks for it.
+# jlpm's scripts call jlpm and jupyter-builder again: both must be on PATH.
+JLPM   := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" jlpm
+LABEXT := nbtasks/labextension/package.json
+LABEXT_SOURCES := $(wildcard labextension/src/*.ts labextension/style/*) \
+                  labextension/package.json labextension/yarn.lock labextension/tsconfig.json
 
-.PHONY: setup demo test bench lab clean
+.PHONY: setup labext demo test test-labext bench lab clean
 
 $(STAMP): pyproject.toml
+	bash tools/system-deps.sh build
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test,bench,lab]'
@@ -14,19 +23,30 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+$(LABEXT): $(LABEXT_SOURCES) | $(STAMP)
+	cd labextension && $(JLPM) install --immutable && $(JLPM) build:prod
+	$(PY) -m pip install --quiet --no-deps -e .
+
+labext: $(LABEXT)  ## rebuild the JupyterLab extension (Tasks sidebar) after its sources changed
+
 demo: setup  ## run the getting-started tutorial headless and print what it computed
 	$(PY) tools/run_notebook.py notebooks/01-getting-started.ipynb
 
-test: setup  ## every test: core, a real local cluster, the tutorials in a real kernel, the browser
+test: setup labext  ## every test: TypeScript units, core, a real local cluster, the tutorials, the browser
 	bash tools/system-deps.sh
+	$(MAKE) --no-print-directory test-labext
 	$(PY) -m pytest
+
+test-labext: setup  ## the JupyterLab extension's TypeScript unit tests (node --test)
+	cd labextension && $(JLPM) install --immutable && $(JLPM) test
 
 bench: setup  ## nbtasks against raw ipyparallel, joblib and a serial loop; the notebook UI's cost
 	$(PY) bench/run.py
 	$(PY) bench/ui.py
 
-lab: setup  ## JupyterLab on the tutorials
+lab: setup labext  ## JupyterLab on the tutorials
 	$(VENV)/bin/jupyter lab notebooks/
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis nbtasks/labextension
+	cd labextension && rm -rf node_modules lib lib-test .yarn tsconfig.tsbuildinfo

@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
-# Installs the system packages the project needs, with apt-get, only when missing:
-# chromium (browser tests: JupyterLab in headless Chromium via Playwright, which uses
-# /usr/bin/chromium; never `playwright install`), make and python3-venv.
+# Installs the system packages the project needs, with apt-get, only when missing.
+#   tools/system-deps.sh build   what `pip install` of the project needs: python3-venv, and
+#                                Node.js (nodejs) to build the JupyterLab extension in
+#                                labextension/ (Debian 12's Node 18 will do; no npm needed:
+#                                jlpm, shipped with jupyter-builder, is the package manager)
+#   tools/system-deps.sh         the above, plus make and chromium (browser tests: JupyterLab
+#                                in headless Chromium via Playwright, which uses
+#                                /usr/bin/chromium; never `playwright install`)
 # Idempotent and quiet; apt's output is shown only when it fails.
 set -euo pipefail
 
 missing=()
-[ -x /usr/bin/chromium ] || missing+=(chromium)
-command -v make >/dev/null 2>&1 || missing+=(make)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+if [ "${1:-all}" != build ]; then
+    [ -x /usr/bin/chromium ] || missing+=(chromium)
+    command -v make >/dev/null 2>&1 || missing+=(make)
+fi
 [ "${#missing[@]}" -eq 0 ] && exit 0
 
 SUDO=""

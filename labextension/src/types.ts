@@ -1,0 +1,125 @@
+/**
+ * Shapes of the nbtasks REST API (`<baseUrl>nbtasks/api/`), as the server extension
+ * (`nbtasks/server/`) sends them. Plain data: nothing here talks to the network.
+ */
+
+export type RunState = 'pending' | 'running' | 'done' | 'failed' | 'cancelled' | 'lost';
+
+export const RUN_STATES: readonly RunState[] = [
+  'pending',
+  'running',
+  'done',
+  'failed',
+  'cancelled',
+  'lost'
+];
+
+/** Units of a run (or of one task node) per state; `retried` counts retries, not units. */
+export interface Counts {
+  queued: number;
+  running: number;
+  done: number;
+  failed: number;
+  retried: number;
+  cancelled: number;
+}
+
+export interface RunSummary {
+  id: string;
+  name: string;
+  notebook: string | null;
+  host: string;
+  kernel_pid: number;
+  cluster: string | null;
+  state: RunState;
+  note: string;
+  error: string | null;
+  counts: Counts;
+  /** Units known so far (grows while a run divides its input). */
+  total: number;
+  /** Units taken from the store instead of being run again. */
+  reused: number;
+  /** Epoch seconds. */
+  submitted: number;
+  started: number | null;
+  ended: number | null;
+  /** Seconds. */
+  elapsed: number;
+  updated: number;
+  cancel_requested: boolean;
+  cancel_reason: string | null;
+}
+
+export type TaskKind = 'leaf' | 'sequence' | 'concurrent' | 'parallel' | 'mapreduce';
+
+export interface TaskNode {
+  id: number;
+  name: string;
+  kind: TaskKind;
+  tag: string | null;
+  depth: number;
+  counts: Counts;
+  children: TaskNode[];
+}
+
+export interface RunDetail extends RunSummary {
+  tree: TaskNode | null;
+  /** Parameter name -> repr of its value. */
+  params: Record<string, string>;
+}
+
+export interface RunPage {
+  runs: RunSummary[];
+  total: number;
+  offset: number;
+  limit: number;
+}
+
+export interface Unit {
+  task: string;
+  node: number;
+  unit: number;
+  key: string;
+  state: 'done' | 'failed';
+  input: string | null;
+  engine: number | null;
+  host: string | null;
+  pid: number | null;
+  start: number | null;
+  end: number | null;
+  duration: number | null;
+  attempts: number;
+  stdout: string;
+  stderr: string;
+  error: string | null;
+  traceback: string | null;
+}
+
+export interface UnitPage {
+  units: Unit[];
+  total: number;
+  offset: number;
+  limit: number;
+}
+
+export interface Engine {
+  id: number;
+  host: string;
+  pid: number | null;
+  busy: boolean;
+  units_done: number;
+}
+
+export interface ClusterInfo {
+  id: string;
+  host: string;
+  kernel_pid: number;
+  profile: string | null;
+  engines: Engine[];
+  updated: number;
+  live: boolean;
+}
+
+export interface EnginesReply {
+  clusters: ClusterInfo[];
+}
