@@ -587,3 +587,54 @@ def test_parameters_form_shows_the_plot(parameters: Executed) -> None:
 @needs(PARAMETERS)
 def test_parameters_stops_its_cluster(parameters: Executed) -> None:
     assert_stops_its_cluster(parameters)
+
+
+# -- 06-run-store: nothing finished is lost -----------------------------------------------------------
+
+RUN_STORE = "06-run-store.ipynb"
+
+
+@pytest.fixture
+def run_store(run_notebook) -> Executed:
+    return run_notebook(RUN_STORE)
+
+
+@needs(RUN_STORE)
+def test_run_store_rerun_runs_only_the_missing_units(run_store: Executed) -> None:
+    out = run_store.stdout
+    done = int(one(r"first run: cancelled, (\d+) units done", out).group(1))
+    assert 12 <= done < 40, out
+    reused, ran = map(int, one(r"second run: (\d+) units reused from the store, (\d+) units ran", out).groups())
+    assert reused == done and reused + ran == 40, out  # counted from files the units left
+    assert "every seed has its walk: True\n" in out
+    assert one(r"third run: 40 of 40 reused, 0 ran, \S+ s", out)
+
+
+@needs(RUN_STORE)
+def test_run_store_changes_and_cache_false_run_again(run_store: Executed) -> None:
+    out = run_store.stdout
+    assert "steps=4000: 0 reused, 40 ran\n" in out
+    assert "cache=False: 0 reused, 40 ran\n" in out
+
+
+@needs(RUN_STORE)
+def test_run_store_failed_unit_runs_again_alone(run_store: Executed) -> None:
+    out = run_store.stdout
+    assert "first try: failed - 7 done, 1 failed\n" in out
+    assert "failed unit: 5 - ConnectionError: the service is down\n" in out
+    assert "second try: [0, 10, 20, 30, 40, 50, 60, 70] (7 reused, 1 ran)\n" in out
+
+
+@needs(RUN_STORE)
+def test_run_store_record_lists_every_run(run_store: Executed) -> None:
+    out = run_store.stdout
+    assert "7 runs recorded:\n" in out
+    rows = re.findall(r"^  (\S+) +(\w+) +done +(\d+) +failed (\d) +reused +(\d+)$", out, flags=re.MULTILINE)
+    assert [r[0] for r in rows] == ["parallel(fetch)"] * 2 + ["parallel(simulate)"] * 5, rows
+    assert [r[1] for r in rows] == ["done", "failed", "done", "done", "done", "done", "cancelled"], rows
+    assert "unit 5 of fetch: ConnectionError: the service is down\n" in out
+
+
+@needs(RUN_STORE)
+def test_run_store_stops_its_cluster(run_store: Executed) -> None:
+    assert_stops_its_cluster(run_store)
