@@ -54,28 +54,39 @@ class StoreReader:
         conn = self._connect()
         if conn is None:
             return {"runs": [], "total": 0, "offset": offset, "limit": limit}
-        with conn:
-            where, args = [], []
-            if notebook is not None:
-                where.append("notebook = ?")
-                args.append(notebook)
-            sql = f"SELECT {_RUN_COLUMNS} FROM runs"
-            if where:
-                sql += " WHERE " + " AND ".join(where)
-            sql += " ORDER BY submitted DESC"
-            rows = [_run_summary(r, self.stale_after) for r in conn.execute(sql, args)]
-        conn.close()
-        if state is not None:
-            rows = [r for r in rows if r["state"] == state]
-        return {"runs": rows[offset: offset + limit], "total": len(rows), "offset": offset, "limit": limit}
+        where, args = [], []
+        if notebook is not None:
+            where.append("notebook = ?")
+            args.append(notebook)
+        fresh = time.time() - self.stale_after
+        if state == "lost":  # a live run whose kernel stopped writing
+            where.append("state IN ('pending', 'running') AND updated < ?")
+            args.append(fresh)
+        elif state in _LIVE:
+            where.append("state = ? AND updated >= ?")
+            args += [state, fresh]
+        elif state is not None:
+            where.append("state = ?")
+            args.append(state)
+        clause = (" WHERE " + " AND ".join(where)) if where else ""
+        try:
+            total = conn.execute(f"SELECT count(*) FROM runs{clause}", args).fetchone()[0]
+            rows = [_run_summary(r, self.stale_after) for r in conn.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs{clause} ORDER BY submitted DESC LIMIT ? OFFSET ?",
+                [*args, limit, offset])]
+        finally:
+            conn.close()
+        return {"runs": rows, "total": total, "offset": offset, "limit": limit}
 
     def run(self, run_id: str) -> dict[str, Any] | None:
         """One run with its task tree (counts per node) and parameters; None if unknown."""
         conn = self._connect()
         if conn is None:
             return None
-        row = conn.execute(f"SELECT {_RUN_COLUMNS}, tree, params FROM runs WHERE id = ?", (run_id,)).fetchone()
-        conn.close()
+        try:
+            row = conn.execute(f"SELECT {_RUN_COLUMNS}, tree, params FROM runs WHERE id = ?", (run_id,)).fetchone()
+        finally:
+            conn.close()
         if row is None:
             return None
         out = _run_summary(row[:-2], self.stale_after)
@@ -89,9 +100,11 @@ class StoreReader:
         """A page of a run's finished units: failed ones first (with tracebacks),
         then done ones in input order. None if the run is unknown."""
         conn = self._connect()
-        if conn is None or conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
+        if conn is None:
             return None
-        with conn:
+        try:
+            if conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
+                return None
             n_failed = conn.execute("SELECT count(*) FROM failures WHERE run = ?", (run_id,)).fetchone()[0]
             n_done = conn.execute("SELECT coalesce(sum(done), 0) FROM parts WHERE run = ?", (run_id,)).fetchone()[0]
             page: list[dict] = []
@@ -104,7 +117,8 @@ class StoreReader:
                 skip = max(0, skip - n_failed)
             if state in (None, "done") and len(page) < limit:
                 page += list(_done_units(conn, run_id, skip, limit - len(page)))
-        conn.close()
+        finally:
+            conn.close()
         return {"units": page, "total": total, "offset": offset, "limit": limit}
 
     # -- clusters ----------------------------------------------------------------
@@ -113,9 +127,11 @@ class StoreReader:
         conn = self._connect()
         if conn is None:
             return []
-        rows = conn.execute("SELECT id, host, kernel_pid, profile, engines, updated FROM clusters "
-                            "ORDER BY updated DESC").fetchall()
-        conn.close()
+        try:
+            rows = conn.execute("SELECT id, host, kernel_pid, profile, engines, updated FROM clusters "
+                                "ORDER BY updated DESC").fetchall()
+        finally:
+            conn.close()
         now = time.time()
         return [{"id": r[0], "host": r[1], "kernel_pid": r[2], "profile": r[3], "engines": json.loads(r[4]),
                  "updated": r[5], "live": now - r[5] < self.stale_after} for r in rows]
@@ -127,11 +143,13 @@ class StoreReader:
         if self.path == MEMORY or not os.path.exists(self.path):
             return None
         conn = connect(self.path)
-        with conn:
-            conn.execute("UPDATE runs SET cancel_requested = coalesce(cancel_requested, ?), cancel_reason = "
-                         "coalesce(cancel_reason, ?) WHERE id = ? AND state IN ('pending', 'running')",
-                         (time.time(), reason, run_id))
-        conn.close()
+        try:
+            with conn:
+                conn.execute("UPDATE runs SET cancel_requested = coalesce(cancel_requested, ?), cancel_reason = "
+                             "coalesce(cancel_reason, ?) WHERE id = ? AND state IN ('pending', 'running')",
+                             (time.time(), reason, run_id))
+        finally:
+            conn.close()
         return self.run(run_id)
 
 

@@ -357,6 +357,7 @@ class Store:
             tracked = list(self._runs.values())
         for t in tracked:
             run = t.run
+            settled = run.settled  # before the snapshot: a run finishing in between is written next time
             snap = run.snapshot()
             state = snap["state"]
             sig = (state, snap["note"], json.dumps(snap["tree"]), run.reused)
@@ -392,7 +393,7 @@ class Store:
                     [(run.id, f.node_id, f.task, f.index, _short(f.input), f.error, f.traceback or "",
                       f.engine, f.host, f.pid, now) for f in failures[t.failures:]])
                 t.failures = len(failures)
-            if run.done() and run.settled and t.written is not None and t.written[0] == state:
+            if settled and t.written is not None and t.written[0] == state:
                 with self._runs_lock:
                     self._runs.pop(run.id, None)
                 for ident in [k for k in self._leaves if k[0] == run.id]:
