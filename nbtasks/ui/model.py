@@ -128,7 +128,7 @@ class RunModel:
                 "elapsed": run.elapsed, "counts": counts, "done": run.done(),
                 "error": None if not run.done() or run.cancelled() or run.exception() is None
                 else str(run.exception()).splitlines()[0],
-                "cancel_reason": run.cancel_reason}
+                "cancel_reason": run.cancel_reason, "reused": run.reused}
 
 
 def escape(text: Any) -> str:

@@ -150,7 +150,9 @@ class RunView:
             f'border-radius:0.6em;padding:0 0.5em">{state}</span>{note} '
             f'<span class="nbtasks-elapsed">{format_duration(head["elapsed"])}</span> · '
             f'{c["done"]} done · {c["failed"]} failed'
-            + (f' · {c["cancelled"]} cancelled' if c["cancelled"] else "") + error))
+            + (f' · {c["cancelled"]} cancelled' if c["cancelled"] else "")
+            + (f' · <span class="nbtasks-reused">{head["reused"]} from the store</span>' if head["reused"] else "")
+            + error))
         for row in self.model.rows():
             widgets = self.rows[row.id]
             style = _BAR_STYLE.get(state, "") if done else ("danger" if row.counts["failed"] else "")

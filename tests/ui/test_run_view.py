@@ -112,3 +112,15 @@ def test_widget_messages_are_bounded_for_a_large_run(cluster):
     refreshes = max(1, round((time.monotonic() - started) / ticker.PERIOD))
     assert len(sent) <= 4 * len(widgets) * (refreshes + 2)
     assert view.rows[1].bar.value == 1.0
+
+
+def test_units_taken_from_the_store_are_said_so(cluster, tmp_path):
+    store = str(tmp_path / "runs.db")
+    task = nt.ParallelTask(abs)
+    task.submit(range(-5, 0), cluster=cluster, store=store, progress=False).result(30)
+    run = task.submit(range(-5, 0), cluster=cluster, store=store, progress=False)
+    view = RunView(run)
+    assert run.result(30) == [5, 4, 3, 2, 1]
+    wait_final(view)
+    assert '<span class="nbtasks-reused">5 from the store</span>' in view.header.value
+    assert view.rows[run.nodes[1].id].bar.value == 1.0
