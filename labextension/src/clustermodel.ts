@@ -1,6 +1,6 @@
 /** What the Cluster section shows: live clusters first, their engines busy or idle. Pure. */
 
-import { plural } from './format';
+import { basename, plural } from './format';
 import { ClusterInfo, EnginesReply } from './types';
 
 export interface EngineRow {
@@ -51,7 +51,9 @@ function clusterRow(cluster: ClusterInfo): ClusterRow {
     parts.push(`kernel ${cluster.kernel_pid}`);
   }
   if (cluster.profile) {
-    parts.push(`profile ${cluster.profile}`);
+    // ipyparallel gives the profile's directory (`.../profile_default`): its name suffices.
+    const name = basename(cluster.profile).replace(/^profile_/, '');
+    parts.push(`profile ${name || cluster.profile}`);
   }
   return {
     id: String(cluster.id),

@@ -109,6 +109,7 @@ export interface UnitRow {
   key: string;
   title: string;
   where: string;
+  /** '' when unknown. */
   duration: string;
   attempts: string;
   input: string | null;
@@ -135,7 +136,7 @@ export function unitRow(unit: Unit): UnitRow {
     key: `${unit.key ?? ''}:${unit.node}:${unit.unit}`,
     title: `${unit.task || 'task'} · unit ${unit.unit}`,
     where: where.join(' ') || 'engine unknown',
-    duration: formatDuration(unit.duration),
+    duration: unit.duration === null || unit.duration === undefined ? '' : formatDuration(unit.duration),
     attempts: attempts > 1 ? plural(attempts, 'attempt') : '',
     input: unit.input ?? null,
     error: unit.error || (unit.state === 'failed' ? 'failed' : ''),

@@ -8,7 +8,7 @@ import { button, h, setText } from './dom';
 import { formatTimestamp, plural } from './format';
 import { pageInfo, treeRows, unitRow } from './detailmodel';
 import { runRow } from './model';
-import { progressLine } from './progressbar';
+import { progressBar, progressLine, updateProgressBar } from './progressbar';
 import { RunDetail, UnitPage } from './types';
 
 export interface DetailsHandlers {
@@ -174,7 +174,7 @@ export class RunDetailsView {
             { class: 'nbtasks-unit-head' },
             h('span', { class: 'nbtasks-unit-title', text: unit.title }),
             h('span', { class: 'nbtasks-unit-where', text: unit.where }),
-            h('span', { class: 'nbtasks-unit-duration', text: unit.duration }),
+            unit.duration && h('span', { class: 'nbtasks-unit-duration', text: unit.duration }),
             unit.attempts && h('span', { class: 'nbtasks-unit-attempts', text: unit.attempts })
           ),
           h('pre', { class: 'nbtasks-unit-error', text: unit.error }),
@@ -236,8 +236,10 @@ export class RunDetailsView {
     this.tree.node.hidden = rows.length === 0;
     this.treePart.draw(JSON.stringify([rows, hidden]), () => {
       const nodes: Node[] = rows.map(row => {
-        const line = progressLine('nbtasks-tree-progress');
-        line.update(row.progress);
+        const bar = progressBar('nbtasks-tree-progress');
+        updateProgressBar(bar, row.progress);
+        // A tag that only repeats the name says nothing.
+        const kind = row.tag && row.tag !== row.name ? `${row.kindLabel} · ${row.tag}` : row.kindLabel;
         return h(
           'div',
           {
@@ -249,10 +251,14 @@ export class RunDetailsView {
             'div',
             { class: 'nbtasks-tree-head' },
             h('span', { class: 'nbtasks-tree-name', text: row.name, title: row.name }),
-            h('span', { class: 'nbtasks-tree-kind', text: row.tag ? `${row.kindLabel} · ${row.tag}` : row.kindLabel }),
-            h('span', { class: 'nbtasks-tree-counts', text: row.progress.label })
+            h('span', { class: 'nbtasks-tree-kind', text: kind })
           ),
-          line.node
+          h(
+            'div',
+            { class: 'nbtasks-tree-line' },
+            bar,
+            h('span', { class: 'nbtasks-tree-counts', text: row.progress.label })
+          )
         );
       });
       if (hidden) {

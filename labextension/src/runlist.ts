@@ -5,7 +5,7 @@
  */
 
 import { button, h, setText } from './dom';
-import { basename } from './format';
+import { basename, truncate } from './format';
 import { diffRows, RunRow } from './model';
 import { progressBar, updateProgressBar } from './progressbar';
 
@@ -116,7 +116,10 @@ export class RunListView {
     setText(entry.elapsed, row.elapsed);
     entry.cancel.hidden = !row.canCancel;
     entry.cancel.disabled = !row.canCancel;
-    setText(entry.error, row.error ?? '');
-    entry.error.hidden = !row.error;
+    // The first line only (`RunFailed: 3 unit(s) of ... failed`); the details show it all.
+    const error = row.error ?? '';
+    setText(entry.error, truncate(error.split('\n', 1)[0], 160));
+    entry.error.title = error;
+    entry.error.hidden = !error;
   }
 }

@@ -79,7 +79,7 @@ export interface Unit {
   task: string;
   node: number;
   unit: number;
-  key: string;
+  key: string | null;
   state: 'done' | 'failed';
   input: string | null;
   engine: number | null;
@@ -88,7 +88,7 @@ export interface Unit {
   start: number | null;
   end: number | null;
   duration: number | null;
-  attempts: number;
+  attempts: number | null;
   stdout: string;
   stderr: string;
   error: string | null;

@@ -26,10 +26,12 @@ describe('clusterView', () => {
             { id: 1, host: 'node2', pid: 21, busy: false, units_done: 7 }
           ]
         }),
-        cluster({ id: 'gone', live: false, updated: 99 })
+        cluster({ id: 'gone', live: false, updated: 99 }),
+        cluster({ id: 'dir', updated: 1, profile: '/home/me/.ipython/profile_default' })
       ]
     });
-    assert.deepEqual(view.clusters.map(c => c.id), ['new', 'old']);
+    assert.deepEqual(view.clusters.map(c => c.id), ['new', 'old', 'dir']);
+    assert.equal(view.clusters[2].title, 'node1 · kernel 100 · profile default');
     assert.equal(view.stopped, 1);
     assert.equal(view.summary, '1 busy · 2 idle');
     const [first] = view.clusters;

@@ -103,12 +103,13 @@ describe('unitRow', () => {
   });
 
   it('copes with a unit that never reached an engine', () => {
-    const row = unitRow(unit({ engine: null, host: null, pid: null, duration: null, error: null, traceback: null, input: null }));
+    const row = unitRow(unit({ engine: null, host: null, pid: null, duration: null, error: null, traceback: null, input: null, attempts: null, key: null }));
     assert.equal(row.where, 'engine unknown');
-    assert.equal(row.duration, '–');
+    assert.equal(row.duration, '');
     assert.equal(row.attempts, '');
     assert.equal(row.error, 'failed');
     assert.equal(row.traceback, null);
     assert.equal(row.input, null);
+    assert.equal(row.key, ':1:3');
   });
 });
