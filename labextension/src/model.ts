@@ -48,7 +48,8 @@ export interface Progress {
   cancelled: number;
   running: number;
   queued: number;
-  /** Units that will not change any more: done + failed + cancelled. */
+  /** Units that ran to an end: done + failed (cancelled ones never will, as in the
+   * notebook's widget: a run cancelled at 14 of 400 reads 14 / 400, not 100%). */
   finished: number;
   /** finished / total in [0, 1]; 1 for a run that ended with no units. */
   fraction: number;
@@ -71,8 +72,8 @@ function width(part: number, total: number): number {
  */
 export function progressOf(counts: Partial<Counts> | null | undefined, total = 0, state?: string): Progress {
   const c = normalizeCounts(counts);
-  const finished = c.done + c.failed + c.cancelled;
-  const counted = finished + c.running + c.queued;
+  const finished = c.done + c.failed;
+  const counted = finished + c.cancelled + c.running + c.queued;
   const known = Number.isFinite(total) && total > 0 ? Math.floor(total) : 0;
   const measure = Math.max(known, counted);
   let fraction = measure > 0 ? finished / measure : 0;

@@ -46,14 +46,20 @@ describe('normalizeCounts', () => {
 });
 
 describe('progressOf', () => {
-  it('measures finished units against the known total', () => {
+  it('measures units that ran to an end against the known total', () => {
     const p = progressOf(counts({ done: 3, failed: 1, cancelled: 1, running: 2, queued: 3 }), 10);
     assert.equal(p.total, 10);
-    assert.equal(p.finished, 5);
-    assert.equal(p.fraction, 0.5);
-    assert.equal(p.percent, '50%');
+    assert.equal(p.finished, 4);
+    assert.equal(p.fraction, 0.4);
+    assert.equal(p.percent, '40%');
     assert.deepEqual(p.widths, { done: 30, failed: 10, cancelled: 10, running: 20 });
-    assert.equal(p.label, '5 / 10 · 1 failed · 1 cancelled');
+    assert.equal(p.label, '4 / 10 · 1 failed · 1 cancelled');
+  });
+
+  it('reads a run cancelled early as far from complete, like the notebook widget', () => {
+    const p = progressOf(counts({ done: 14, cancelled: 386 }), 400, 'cancelled');
+    assert.equal(p.label, '14 / 400 · 386 cancelled');
+    assert.equal(p.percent, '3%');
   });
 
   it('uses the counts when the total lags behind them', () => {

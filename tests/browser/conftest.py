@@ -212,8 +212,10 @@ class Lab:
                         "extension_manager": "readonly"}}))
 
     def env(self) -> dict[str, str]:
+        # no NBTASKS_STORE either: kernels and the server must agree on the default store
+        # (<JUPYTER_DATA_DIR>/nbtasks/runs.db) by themselves, as on a user's machine
         env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("JUPYTER", "IPYTHON", "PYTEST_", "COV_"))}
+               if not k.startswith(("JUPYTER", "IPYTHON", "PYTEST_", "COV_", "NBTASKS_STORE"))}
         env.update({
             "JUPYTER_CONFIG_DIR": str(self.config_dir),
             "JUPYTER_RUNTIME_DIR": str(self.runtime_dir),

@@ -226,3 +226,60 @@ def test_cancel_button_stops_a_run_and_frees_the_engines(lab_page):
     stop_cluster(lab_page, 4)
     assert not lab_page.error_outputs()
     print(f"badge said cancelled {cancelled_after:.2f} s after the click; next run {next_run:.2f} s")
+
+
+def test_tasks_sidebar_shows_a_run_live_and_cancels_it(lab_page):
+    """Start a run from a notebook; it appears in the Tasks sidebar with its notebook, its
+    progress and the cluster's busy engines; Cancel there, and the notebook's own widget
+    says cancelled (the kernel honours the server's request within about a second)."""
+    open_with_cluster(lab_page, "sidebar.ipynb", [
+        "run = nt.ParallelTask(time.sleep).submit([0.25] * 400, cluster=cluster); run",
+        "run.cancelled(), run.cancel_reason",
+    ])
+    lab_page.run_cell(2, wait=30)
+    badge = lab_page.cell(2).locator(".nbtasks-run .nbtasks-badge")
+    expect(badge).to_have_text("running", timeout=20_000)
+
+    page = lab_page.page
+    page.locator('.jp-SideBar .lm-TabBar-tab[data-id="nbtasks-sidebar"]').click()
+    panel = page.locator(".nbtasks-sidebar")
+    expect(panel).to_be_visible()
+    row = panel.locator(".nbtasks-run").first  # newest first: ours
+    expect(row).to_have_attribute("data-state", "running", timeout=10_000)
+    run_id = row.get_attribute("data-run-id")
+    row = panel.locator(f'.nbtasks-run[data-run-id="{run_id}"]')  # stays ours whatever its state
+    expect(row.locator(".nbtasks-run-name")).to_have_text("parallel(sleep)")
+    expect(row.locator(".nbtasks-run-notebook")).to_contain_text("sidebar.ipynb")
+    progress = row.locator(".nbtasks-run-progress")
+    first = float(progress.get_attribute("data-percent"))
+    for _ in range(50):  # the bar moves while the run goes on
+        page.wait_for_timeout(200)
+        if float(progress.get_attribute("data-percent")) > first:
+            break
+    assert float(progress.get_attribute("data-percent")) > first, "the sidebar's progress never moved"
+    expect(panel.locator('.nbtasks-engine[data-busy="true"]')).to_have_count(2, timeout=10_000)
+    lab_page.screenshot("sidebar-running")
+
+    clicked = time.monotonic()
+    row.locator(".nbtasks-cancel").click()
+    expect(badge).to_have_text("cancelled", timeout=5_000)  # the notebook's widget
+    cancelled_after = time.monotonic() - clicked
+    expect(row).to_have_attribute("data-state", "cancelled", timeout=5_000)
+    # as in the notebook's widget: the units that ran out of 400, the rest cancelled
+    expect(row.locator(".nbtasks-run-counts")).to_have_text(re.compile(r"^\d+ / 400 · \d+ cancelled$"),
+                                                            timeout=5_000)
+    ran = int(row.locator(".nbtasks-run-counts").inner_text().split(" / ")[0])
+    assert 0 < ran < 400 and float(progress.get_attribute("data-percent")) < 100
+    expect(panel.locator('.nbtasks-engine[data-busy="true"]')).to_have_count(0, timeout=10_000)
+    lab_page.run_cell(3, wait=15)
+    expect(lab_page.outputs(3)).to_have_text("(True, 'cancelled from the JupyterLab Tasks panel')")
+
+    row.locator(".nbtasks-run-name").click()  # the details: its task tree with counts
+    details = panel.locator(f'.nbtasks-details[data-run-id="{run_id}"]')
+    expect(details).to_be_visible()
+    expect(details.locator(".nbtasks-tree-row")).to_have_count(2)
+    expect(details.locator('.nbtasks-tree-row[data-kind="leaf"] .nbtasks-tree-counts')).to_contain_text("cancelled")
+    lab_page.screenshot("sidebar-cancelled")
+    stop_cluster(lab_page, 4)
+    assert not lab_page.error_outputs()
+    print(f"the notebook's widget said cancelled {cancelled_after:.2f} s after the sidebar's Cancel")
