@@ -106,7 +106,8 @@ class Store:
         self._pending: collections.Counter[str] = collections.Counter()  # request key -> parts queued
         self._pending_lock = threading.Lock()
         self._leaves: dict[tuple, bytes] = {}
-        self._blobs: collections.OrderedDict[int, tuple[Any, int]] = collections.OrderedDict()
+        #: outcome id -> (outcome, blob id) within one batch: a chunk's parts share one blob
+        self._blobs: dict[int, tuple[Any, int]] = {}
         self._closed = False
         self._lock = threading.Lock()  # guards the connections when they are one (memory)
         self._open(path)
@@ -283,19 +284,22 @@ class Store:
     def _transaction(self, parts: list[tuple], sync: bool) -> None:
         with self._lock if self.in_memory else _nothing():
             conn = self._write
-            with conn:
-                for run_id, part, payload, blob in parts:
-                    self._write_part(conn, run_id, part, payload, blob)
-                if sync:
-                    self._sync_runs(conn)
-                    self._sync_clusters(conn)
+            try:
+                with conn:
+                    for run_id, part, payload, blob in parts:
+                        self._write_part(conn, run_id, part, payload, blob)
+                    if sync:
+                        self._sync_runs(conn)
+                        self._sync_clusters(conn)
+            finally:
+                self._blobs.clear()  # hold no outcome past its batch
 
     def _blob(self, conn: sqlite3.Connection, outcome: Any, payload: bytes | None) -> int:
         """Store a chunk's outcome once, however many parts it has (``payload``: as it
         came from the engine; None for units kept from an engine that died)."""
-        for ref, blob in self._blobs.values():
-            if ref is outcome:
-                return blob
+        known = self._blobs.get(id(outcome))
+        if known is not None and known[0] is outcome:
+            return known[1]
         if payload is None:
             payload = cloudpickle.dumps(outcome)
         if len(payload) > LARGE and self.results_dir is not None:
@@ -311,8 +315,6 @@ class Store:
         else:
             blob = conn.execute("INSERT INTO blobs (size, data) VALUES (?, ?)", (len(payload), payload)).lastrowid
         self._blobs[id(outcome)] = (outcome, blob)
-        while len(self._blobs) > 4:
-            self._blobs.popitem(last=False)
         return blob
 
     def _write_part(self, conn: sqlite3.Connection, run_id: str, part: Any, payload: bytes | None,
