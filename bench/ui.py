@@ -44,7 +44,7 @@ DRAIN = 1.5  # seconds of messages collected after the cell, for the widget's la
 
 TIMED = """
 _t = time.perf_counter()
-_run = nt.ParallelTask({fn}).submit(range({n}), cluster=cluster)
+_run = nt.ParallelTask({fn}).submit(range({n}), cluster=cluster, cache=False)
 {display}
 _run.result()
 _elapsed = time.perf_counter() - _t
@@ -106,7 +106,7 @@ def widget_overhead(kc: Any, fn: str, n: int, repeats: int) -> dict[str, Any]:
 
 
 def responsiveness(kc: Any, samples: int) -> list[float]:
-    execute(kc, "_busy = nt.ParallelTask(heavy).submit(range(60), cluster=cluster); display(_busy)")
+    execute(kc, "_busy = nt.ParallelTask(heavy).submit(range(60), cluster=cluster, cache=False); display(_busy)")
     times = []
     for _ in range(samples):
         time.sleep(0.2)

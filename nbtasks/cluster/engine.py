@@ -75,12 +75,14 @@ class _Streamer:
     SLOW = 0.005
     EVERY = 0.1
 
-    def __init__(self) -> None:
+    def __init__(self, units: int) -> None:
+        self.units = units
         self.sent = 0
-        self.pieces = 0
         self.last = time.monotonic()
 
     def __call__(self, out: ChunkOutcome, i: int, stdout: Any, stderr: Any) -> None:
+        if i == self.units - 1:
+            return  # the chunk's reply follows at once
         now = time.monotonic()
         took = out.ends[i] - (out.ends[i - 1] if i else 0.0)
         if took < self.SLOW and now - self.last < self.EVERY:
@@ -101,7 +103,7 @@ def run_chunk(token: str, task_blob: bytes, inputs_blob: bytes, first_index: int
     _progress.set_reporter(_publish_progress)
     task, mode, params, extra = _task_for(token, task_blob)
     inputs = pickle.loads(inputs_blob)
-    outcome = execute_chunk(task, mode, params, inputs, extra, first_index, on_unit=_Streamer())
+    outcome = execute_chunk(task, mode, params, inputs, extra, first_index, on_unit=_Streamer(len(inputs)))
     return _sendable(outcome, task.name)
 
 

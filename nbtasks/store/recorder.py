@@ -41,9 +41,13 @@ __all__ = ["Store", "Found"]
 log = logging.getLogger("nbtasks")
 
 SYNC_EVERY = 0.5    # seconds between two writes of live runs' counts (and cancel checks)
+WRITE_EVERY = 1.0   # seconds finished units may wait for the runs to pause before they are written
 HEARTBEAT = 2.0     # a live run's row is touched at least this often, so readers see it alive
 LARGE = 1 << 20     # result blobs bigger than this go to files beside the database
 _INPUT_REPR = 200
+
+
+_FINISHED = object()  # queued when a run ends: write its final state now
 
 
 @dataclass
@@ -199,6 +203,7 @@ class Store:
         """Record ``run`` from now until it is finished (and its cluster's engines)."""
         with self._runs_lock:
             self._runs[run.id] = _Tracked(run)
+        run.add_done_callback(lambda _: self._queue.put(_FINISHED))  # record its end at once
         if run.backend is not None and hasattr(run.backend, "engines_status"):
             self._clusters.add(run.backend)
 
@@ -231,7 +236,12 @@ class Store:
 
     # -- the store thread -------------------------------------------------------------------
     def _loop(self) -> None:
+        """Counts of live runs go out every ``SYNC_EVERY``; finished units wait until no
+        run is going (or ``WRITE_EVERY`` at most), so writing them does not compete with
+        a run for the client's CPU."""
         last_sync = 0.0
+        parts: list[tuple] = []
+        since = 0.0  # when the oldest part in ``parts`` came
         while True:
             try:
                 item = self._queue.get(timeout=SYNC_EVERY)
@@ -243,19 +253,31 @@ class Store:
                     items.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+            now = time.monotonic()
+            fresh = [i for i in items if isinstance(i, tuple) and i]
+            if fresh and not parts:
+                since = now
+            parts += fresh
             if any(i is None for i in items):
-                self._write_batch([i for i in items if isinstance(i, tuple) and i], True)
+                self._write_batch(parts, True)
                 return
             flushes = [i for i in items if isinstance(i, threading.Event)]
-            parts = [i for i in items if isinstance(i, tuple) and i]
-            now = time.monotonic()
-            sync = bool(flushes) or now - last_sync >= SYNC_EVERY
-            self._write_batch(parts, sync)
+            sync = bool(flushes) or _FINISHED in items or now - last_sync >= SYNC_EVERY
+            write = bool(flushes) or now - since >= WRITE_EVERY or not self._busy()
+            if parts and write:
+                self._write_batch(parts, sync)
+                parts = []
+            elif sync:
+                self._write_batch([], True)
             if sync:
                 last_sync = now
                 self._check_cancels()
             for done in flushes:
                 done.set()
+
+    def _busy(self) -> bool:
+        with self._runs_lock:
+            return any(not t.run.done() for t in self._runs.values())
 
     def _write_batch(self, parts: list[tuple], sync: bool) -> None:
         try:
