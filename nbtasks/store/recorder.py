@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import contextlib
 import hashlib
 import json
 import logging
@@ -139,6 +140,10 @@ class Store:
             for tracked in self._runs.values():
                 tracked.written, tracked.failures = None, 0
 
+    def _guard(self) -> Any:
+        """The lock for a store whose one connection serves both threads (memory)."""
+        return self._lock if self.in_memory else contextlib.nullcontext()
+
     @property
     def in_memory(self) -> bool:
         return self._read is self._write
@@ -172,7 +177,7 @@ class Store:
         if pending:
             self.flush()
         try:
-            with self._lock if self.in_memory else _nothing():
+            with self._guard():
                 rows = self._read.execute(
                     "SELECT p.start, p.stop, p.offset, p.skip, p.engine, p.blob, b.data, b.path "
                     "FROM parts p JOIN blobs b ON b.id = p.blob WHERE p.request_key = ? ORDER BY p.id DESC",
@@ -304,7 +309,7 @@ class Store:
                                 del self._pending[key]
 
     def _transaction(self, parts: list[tuple], sync: bool) -> None:
-        with self._lock if self.in_memory else _nothing():
+        with self._guard():
             conn = self._write
             try:
                 with conn:
@@ -446,7 +451,7 @@ class Store:
             return
         marks = ",".join("?" * len(live))
         try:
-            with self._lock if self.in_memory else _nothing():
+            with self._guard():
                 rows = self._write.execute(
                     f"SELECT id, cancel_reason FROM runs WHERE cancel_requested IS NOT NULL AND id IN ({marks})",
                     [r.id for r in live]).fetchall()
@@ -456,14 +461,6 @@ class Store:
         for run in live:
             if run.id in wanted:
                 run.cancel(wanted[run.id] or "cancelled from JupyterLab")
-
-
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
 
 
 def _short(value: Any) -> str:
