@@ -115,6 +115,7 @@ class Store:
         self._blobs: dict[int, tuple[Any, int]] = {}
         self._closed = False
         self._lock = threading.Lock()  # guards the connections when they are one (memory)
+        self._read_lock = threading.Lock()
         self._open(path)
         self._thread = threading.Thread(target=self._loop, name="nbtasks-store", daemon=True)
         self._thread.start()
@@ -177,7 +178,7 @@ class Store:
         if pending:
             self.flush()
         try:
-            with self._guard():
+            with self._read_lock, self._guard():  # dispatch threads of several clusters
                 rows = self._read.execute(
                     "SELECT p.start, p.stop, p.offset, p.skip, p.engine, p.blob, b.data, b.path "
                     "FROM parts p JOIN blobs b ON b.id = p.blob WHERE p.request_key = ? ORDER BY p.id DESC",
