@@ -30,7 +30,7 @@ from ..core.records import ChunkRecord
 from ..core.run import Run
 from ..core.serialize import dumps, loads
 from ..core.unitexec import ChunkOutcome
-from .engine import PROGRESS_KEY, UNITS_KEY, run_chunk
+from .engine import PROGRESS_KEY, UNITS_KEY, probe, run_chunk
 from .limits import Limits
 from .streams import Chunk, Stream
 
@@ -45,6 +45,7 @@ HANDBACKS = 10  # times a unit may hand itself back with nt.Retry before it coun
 BACKOFF = 0.1  # seconds before the first re-run of a unit that raised; doubles each time
 MAX_BACKOFF = 30.0
 DEATH_GRACE = 0.1  # seconds to wait for the last units an engine sent before it died
+PROBE_AFTER = 2.0  # seconds a chunk may be out before its engine is asked whether it lost the reply
 
 
 def _ranges(indices: list[int]) -> list[tuple[int, int]]:
@@ -129,6 +130,7 @@ class Dispatcher:
                     log.exception("nbtasks dispatcher failed handling %s", message[0])
             try:
                 self._interrupt_abandoned()
+                self._probe_quiet_engines()
                 self._poll_progress()
                 self._release_delayed()
                 self.cluster._keep_size()
@@ -165,11 +167,7 @@ class Dispatcher:
             # an engine answers in order: chunks sent to it before this one that are
             # still waiting will never be answered (an interrupt can hit the reply)
             for older in chunks[: chunks.index(chunk)]:
-                chunks.remove(older)
-                older.lost = True
-                older.stream.in_flight -= 1
-                self.limits.finished(older.stream.node.task, older.n)
-                self._chunk_lost(older, ReplyLost(f"engine {chunk.engine} answered a later chunk first"))
+                self._give_up(older, f"engine {chunk.engine} answered a later chunk first")
             chunks.remove(chunk)
             if chunks:
                 self._started(chunks[0])  # the engine moves on to the chunk queued behind
@@ -445,6 +443,42 @@ class Dispatcher:
                 except Exception:
                     log.debug("abort failed", exc_info=True)
         self._interrupt_abandoned()
+
+    def _give_up(self, chunk: Chunk, why: str) -> None:
+        """Its reply will never come: its units go back to the queue (or are failed)."""
+        chunks = self.flight.get(chunk.engine, [])
+        head = bool(chunks) and chunks[0] is chunk
+        chunks.remove(chunk)
+        chunk.lost = True
+        chunk.stream.in_flight -= 1
+        self.limits.finished(chunk.stream.node.task, chunk.n)
+        self._chunk_lost(chunk, ReplyLost(why))
+        if head and chunks:
+            self._started(chunks[0])
+
+    def _probe_quiet_engines(self) -> None:
+        """Ask an engine whose oldest chunk has been out for ``PROBE_AFTER`` seconds to
+        answer a no-op. Engines answer in order, so if the no-op comes back first the
+        chunk's reply was lost (an interrupt meant for another run can hit it) and the
+        run would otherwise wait for it forever."""
+        now = time.monotonic()
+        for engine, chunks in self.flight.items():
+            if chunks and not chunks[0].probed and now - chunks[0].sent > PROBE_AFTER:
+                chunk = chunks[0]
+                chunk.probed = True
+                try:
+                    ar = self._view(engine).apply_async(probe)
+                except Exception:
+                    log.debug("probe failed", exc_info=True)
+                    continue
+                ar.add_done_callback(lambda _f, c=chunk: self.inbox.put(("probed", c)))
+
+    def _on_probed(self, chunk: Chunk) -> None:
+        if not chunk.lost and chunk in self.flight.get(chunk.engine, []):
+            log.info("nbtasks: engine %s answered a probe before a chunk of %r; its reply was lost",
+                     chunk.engine, chunk.stream.node.name)
+            self._give_up(chunk, f"engine {chunk.engine} answered a probe sent after it")
+            self._forget_if_over(chunk.stream.evaluation)
 
     def _interrupt_abandoned(self, every: float = 1.0, limit: int = 5) -> None:
         """SIGINT engines whose current chunk belongs to a run that is over.

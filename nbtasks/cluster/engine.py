@@ -18,7 +18,7 @@ UNITS_KEY = "nbtasks.units."  # + the position of the piece's first unit
 _PROGRESS_EVERY = 0.1  # seconds between two reports from one engine (the last one always goes)
 _last_report = [0.0]
 
-__all__ = ["run_chunk", "store_shared", "drop_shared", "install_packages"]
+__all__ = ["run_chunk", "probe", "store_shared", "drop_shared", "install_packages"]
 
 # pickled task per stream, so a chunk does not unpickle the task again
 _tasks: "collections.OrderedDict[str, tuple]" = collections.OrderedDict()
@@ -105,6 +105,10 @@ def run_chunk(token: str, task_blob: bytes, inputs_blob: bytes, first_index: int
     inputs = pickle.loads(inputs_blob)
     outcome = execute_chunk(task, mode, params, inputs, extra, first_index, on_unit=_Streamer(len(inputs)))
     return _sendable(outcome, task.name)
+
+
+def probe() -> None:
+    """A no-op the dispatcher sends to learn whether an engine lost a chunk's reply."""
 
 
 def store_shared(values: dict[str, bytes]) -> list[str]:

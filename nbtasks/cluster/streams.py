@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import time
 import uuid
 from typing import Any
 
@@ -63,7 +64,7 @@ class Stream:
 
 class Chunk:
     __slots__ = ("id", "stream", "parts", "engine", "ar", "n", "signalled", "started",
-                 "interrupts", "lost")
+                 "interrupts", "lost", "sent", "probed")
 
     def __init__(self, id: int, stream: Stream, parts: list, engine: int) -> None:
         self.id = id
@@ -76,3 +77,5 @@ class Chunk:
         self.started = False  # first in its engine's queue: its units count as running
         self.interrupts = 0  # SIGINTs sent for it (its run is over)
         self.lost = False  # given up: its engine answered a later chunk
+        self.sent = time.monotonic()
+        self.probed = False  # its engine was asked whether it lost the reply

@@ -151,3 +151,33 @@ def test_engine_killed_mid_run_loses_no_unit_and_runs_none_twice(tmp_path, secon
         assert ran == [1] * units, [x for x in range(units) if ran[x] != 1]
         records = run.units()
         assert len(records) == units and any(r.engine == victim for r in records)
+
+
+def test_a_lost_reply_is_noticed_and_its_units_run_again(tmp_path):
+    """An engine that never answers a chunk (its reply lost, as when an interrupt meant
+    for another run hits it) is asked a no-op; answering that first gives the chunk up,
+    and its units run again instead of the run waiting forever."""
+
+    def forgetful(x, directory=str(tmp_path)):
+        if attempt(directory, x) == 1 and x == 0:  # the engine drops this chunk's reply, once
+            from IPython import get_ipython
+
+            session = get_ipython().kernel.session
+            send = session.send
+
+            def drop_apply_reply(stream, msg_type, *args, **kwargs):
+                if msg_type == "apply_reply":
+                    session.send = send
+                    return None
+                return send(stream, msg_type, *args, **kwargs)
+
+            session.send = drop_apply_reply
+        return x + 100
+
+    with nt.Cluster(n=2) as own:
+        started = time.monotonic()
+        run = nt.ParallelTask(forgetful).submit([0, 1], cluster=own, progress=False, store=False)
+        assert run.result(30) == [100, 101]
+        assert time.monotonic() - started < 15
+        assert len(executions(tmp_path, 0)) == 2 and len(executions(tmp_path, 1)) == 1
+        assert run.counts()["retried"] == 1
