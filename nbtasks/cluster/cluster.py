@@ -22,6 +22,7 @@ import psutil
 from .._version import __version__
 from ..core import shared as _shared
 from ..core.errors import NbtasksError
+from ..core.hooks import hooks
 from ..core.serialize import dumps
 from .dispatcher import Dispatcher
 from .engine import drop_shared, install_packages, store_shared
@@ -121,6 +122,7 @@ class Cluster:
             raise ClusterError(f"cannot connect to the ipyparallel cluster "
                                f"({connection_file or profile or cluster_id or 'default profile'}): {exc}") from exc
         self.state = ClusterState.RUNNING
+        self._report_engines()
         return self
 
     def start(self) -> "Cluster":
@@ -147,6 +149,15 @@ class Cluster:
                 raise ClusterError(f"could not start a local cluster of {self.n} engines: {exc}") from exc
             self.state = ClusterState.RUNNING
         self._dispatcher.start()
+        self._report_engines()
+
+    def _report_engines(self) -> None:
+        """Let the run store show this cluster's engines (the JupyterLab sidebar does)."""
+        if hooks.store is not None and self.store is not False:
+            try:
+                hooks.store(self.store).watch(self)
+            except Exception:
+                log.warning("nbtasks: the run store cannot show this cluster's engines", exc_info=True)
 
     def _start_local(self) -> None:
         import ipyparallel as ipp
@@ -418,8 +429,6 @@ class Cluster:
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict:
         """In a notebook a cluster shows its engines in a live widget."""
-        from ..core.hooks import hooks
-
         if hooks.display is None:
             return {"text/plain": repr(self)}
         return hooks.display(self, include, exclude)

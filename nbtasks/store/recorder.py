@@ -430,9 +430,16 @@ class Store:
                     del self._leaves[ident]
 
     def _sync_clusters(self, conn: sqlite3.Connection) -> None:
+        """Engines of the clusters this kernel uses; a stopped cluster's row goes away."""
         now = time.time()
         for cluster in list(self._clusters):
-            if getattr(cluster.state, "value", cluster.state) != "running":
+            ident = cluster.cluster_id or f"{socket.gethostname()}:{os.getpid()}:{id(cluster):x}"
+            state = getattr(cluster.state, "value", cluster.state)
+            if state in ("stopped", "failed"):
+                conn.execute("DELETE FROM clusters WHERE id = ?", (ident,))
+                self._clusters.discard(cluster)
+                continue
+            if state != "running":
                 continue
             try:
                 engines = cluster.engines_status()
@@ -441,8 +448,7 @@ class Store:
             conn.execute(
                 "INSERT INTO clusters (id, host, kernel_pid, profile, engines, updated) VALUES (?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET engines = excluded.engines, updated = excluded.updated",
-                (cluster.cluster_id or f"{socket.gethostname()}:{os.getpid()}:{id(cluster):x}",
-                 socket.gethostname(), os.getpid(), cluster.profile_dir, json.dumps(engines), now))
+                (ident, socket.gethostname(), os.getpid(), cluster.profile_dir, json.dumps(engines), now))
 
     def _check_cancels(self) -> None:
         """Cancel the runs someone asked to cancel through the server."""

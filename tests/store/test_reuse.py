@@ -192,3 +192,20 @@ def test_cancel_requested_through_the_store_stops_the_run(cluster, store):
     while StoreReader(store).run(run.id)["state"] != "cancelled" and time.monotonic() < deadline:
         time.sleep(0.1)
     assert StoreReader(store).run(run.id)["state"] == "cancelled"
+
+
+def test_a_started_cluster_reports_its_engines_until_it_stops(store):
+    own = nt.Cluster(n=1, store=store).start()
+    try:
+        deadline = time.monotonic() + 10
+        while not StoreReader(store).clusters() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        [reported] = StoreReader(store).clusters()  # before any run
+        assert reported["live"] and [e["id"] for e in reported["engines"]] == own.engines
+        assert reported["engines"][0]["busy"] is False and reported["engines"][0]["pid"]
+    finally:
+        own.stop()
+    deadline = time.monotonic() + 5
+    while StoreReader(store).clusters() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert StoreReader(store).clusters() == []
