@@ -11,6 +11,7 @@ import cloudpickle
 
 from ..core import progress as _progress
 from ..core import shared as _shared
+from ..core.sources import install_sources
 from ..core.unitexec import ChunkOutcome, execute_chunk
 
 PROGRESS_KEY = "nbtasks.progress"
@@ -28,7 +29,9 @@ _CACHE = 32
 def _task_for(token: str, blob: bytes) -> tuple:
     entry = _tasks.get(token)
     if entry is None:
-        entry = _tasks[token] = cloudpickle.loads(blob)
+        *entry, sources = cloudpickle.loads(blob)
+        install_sources(sources)  # so tracebacks show the lines of notebook cells
+        entry = _tasks[token] = tuple(entry)
         while len(_tasks) > _CACHE:
             _tasks.popitem(last=False)
     return entry

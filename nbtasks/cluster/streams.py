@@ -9,6 +9,7 @@ from typing import Any
 
 from ..core.evaluate import Evaluation, UnitRequest
 from ..core.serialize import dumps
+from ..core.sources import cell_sources
 from .batching import ChunkSizer
 
 __all__ = ["Stream", "Chunk"]
@@ -22,7 +23,8 @@ class Stream:
         self.node = request.node
         self.token = uuid.uuid4().hex
         task = request.node.task
-        self.blob = dumps((task, request.mode, request.params, request.extra), f"task {task.name!r}")
+        self.blob = dumps((task, request.mode, request.params, request.extra, cell_sources(task)),
+                          f"task {task.name!r}")
         #: [request, next, stop, avoid]: units next..stop-1 of request; avoid an engine id
         #: (a unit handed back with nt.Retry runs elsewhere if it can)
         self.segments: collections.deque[list] = collections.deque()

@@ -283,3 +283,33 @@ def test_tasks_sidebar_shows_a_run_live_and_cancels_it(lab_page):
     stop_cluster(lab_page, 4)
     assert not lab_page.error_outputs()
     print(f"the notebook's widget said cancelled {cancelled_after:.2f} s after the sidebar's Cancel")
+
+
+def test_tasks_sidebar_details_show_failed_units_with_tracebacks(lab_page):
+    """A finished run with failed units: its details in the sidebar list each failed unit
+    with its error, and its traceback (the engine's frames, with the cell's source line)
+    opens under it."""
+    open_with_cluster(lab_page, "failures.ipynb", [
+        "def invert(x):\n    return 1 / x\n\n"
+        "run = nt.ParallelTask(invert).submit([4, 0, 2, 0, 1], cluster=cluster, on_error='continue')\n"
+        "run.wait(60); print(run.state.value, run.counts()['failed'])",
+    ])
+    lab_page.run_cell(2, wait=60)
+    expect(lab_page.outputs(2)).to_have_text("failed 2", timeout=10_000)
+
+    page = lab_page.page
+    page.locator('.jp-SideBar .lm-TabBar-tab[data-id="nbtasks-sidebar"]').click()
+    panel = page.locator(".nbtasks-sidebar")
+    row = panel.locator(".nbtasks-run", has_text="parallel(invert)").first
+    expect(row).to_have_attribute("data-state", "failed", timeout=10_000)
+    expect(row.locator(".nbtasks-run-counts")).to_have_text("5 / 5 · 2 failed")
+    row.locator(".nbtasks-run-name").click()
+    details = panel.locator(".nbtasks-details")
+    units = details.locator(".nbtasks-unit")
+    expect(units).to_have_count(2, timeout=10_000)
+    expect(units.first.locator(".nbtasks-unit-error")).to_contain_text("ZeroDivisionError: division by zero")
+    traceback = units.first.locator("details.nbtasks-traceback")
+    traceback.locator("summary").click()
+    expect(traceback).to_contain_text(re.compile(r"line 2, in invert\s+return 1 / x\s"))
+    lab_page.screenshot("failed-units")
+    stop_cluster(lab_page, 3)

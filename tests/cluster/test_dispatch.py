@@ -291,3 +291,22 @@ def test_cancel_right_after_submit_frees_the_engines(cluster):
         run = nt.ParallelTask(spin).submit([30] * 4, cluster=cluster, progress=False)
         run.cancel()
     assert nt.ParallelTask(noop).run(range(4), cluster=cluster, progress=False, timeout=15) == [0, 1, 2, 3]
+
+
+def test_tracebacks_from_engines_show_the_lines_of_notebook_cells(cluster):
+    """A function defined in a cell lives in a file only the kernel's linecache knows;
+    the engine gets those lines with the task, so its traceback shows the failing line."""
+    import linecache
+
+    cell = "/tmp/ipykernel_0/nbtasks-test-cell.py"
+    source = "def invert(x):\n    half = x / 2\n    return 1 / (x - x)\n"
+    linecache.cache[cell] = (len(source), None, source.splitlines(True), cell)  # as IPython does
+    scope: dict = {}
+    exec(compile(source, cell, "exec"), scope)
+    try:
+        with pytest.raises(nt.UnitError) as caught:
+            nt.task(scope["invert"]).run(3, cluster=cluster, progress=False, timeout=30)
+    finally:
+        del linecache.cache[cell]
+    assert "return 1 / (x - x)" in caught.value.traceback
+    assert f'File "{cell}", line 3, in invert' in caught.value.traceback
