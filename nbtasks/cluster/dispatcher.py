@@ -59,6 +59,18 @@ def _ranges(indices: list[int]) -> list[tuple[int, int]]:
     return out
 
 
+def _engine_data(chunk: Chunk) -> dict:
+    """What the engine published while running ``chunk`` (progress, finished units).
+
+    The AsyncResult keeps its own reference to the message's metadata, which the
+    client drops from ``client.metadata`` once the reply is in; we need it after
+    that too (an engine that died)."""
+    try:
+        return chunk.ar._metadata[0].get("data") or {}
+    except (AttributeError, IndexError, TypeError):
+        return {}
+
+
 class ReplyLost(Exception):
     """An engine will never answer this chunk (it answered a later one)."""
 
@@ -373,10 +385,7 @@ class Dispatcher:
     @staticmethod
     def _units_sent(chunk: Chunk) -> Any:
         """The units a chunk's engine sent back while running it (None if none)."""
-        try:
-            data = chunk.ar._metadata[0].get("data") or {}
-        except (AttributeError, IndexError):
-            return None
+        data = _engine_data(chunk)
         pieces = []
         for key, blob in list(data.items()):
             if key.startswith(UNITS_KEY):
@@ -511,12 +520,11 @@ class Dispatcher:
 
     def _poll_progress(self) -> None:
         """Copy what running units said with ``nt.progress`` onto their runs."""
-        metadata = self.cluster.client.metadata
         for chunks in self.flight.values():
             if not chunks:
                 continue
             chunk = chunks[0]
-            report = metadata.get(chunk.ar.msg_ids[0], {}).get("data", {}).get(PROGRESS_KEY)
+            report = _engine_data(chunk).get(PROGRESS_KEY)
             if report is None:
                 continue
             position, fraction, message = report

@@ -139,6 +139,18 @@ def _check(conn: sqlite3.Connection) -> None:
         raise StoreDamaged(str(exc)) from exc
 
 
+_UNWRITABLE = {getattr(sqlite3, name, None) for name in
+               ("SQLITE_READONLY", "SQLITE_FULL", "SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_PERM")} - {None}
+
+
+def _unwritable(exc: sqlite3.Error) -> bool:
+    """The place cannot be written (the file itself may be fine), as opposed to damage."""
+    code = getattr(exc, "sqlite_errorcode", None)  # Python >= 3.11
+    if code is not None:
+        return code & 0xFF in _UNWRITABLE  # extended codes keep the primary one in the low byte
+    return any(word in str(exc) for word in ("readonly", "disk", "unable to open"))
+
+
 def _set_aside(path: str, why: str) -> str:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     aside = f"{path}.damaged-{stamp}"
@@ -186,7 +198,7 @@ def open_database(path: str) -> sqlite3.Connection:
         conn.execute("PRAGMA synchronous = NORMAL")
         _create(conn)
     except sqlite3.DatabaseError as exc:
-        if "readonly" in str(exc) or "disk" in str(exc) or "unable to open" in str(exc):
+        if _unwritable(exc):
             conn.close()
             raise
         conn.close()  # damaged in a way the quick check did not see
