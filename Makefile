@@ -12,13 +12,19 @@ LABEXT := nbtasks/labextension/package.json
 LABEXT_SOURCES := $(wildcard labextension/src/*.ts labextension/style/*) \
                   labextension/package.json labextension/yarn.lock labextension/tsconfig.json
 
-.PHONY: setup labext demo test test-labext bench lab clean
+LOCK   := requirements/lock.txt
+LATEST := .venv-latest
 
-$(STAMP): pyproject.toml
+.PHONY: setup labext demo test test-labext test-latest lock bench lab clean
+
+# Installs exactly what the lock names (hashes checked, nothing resolved), build backend
+# included, then nbtasks itself without build isolation: the same packages on every machine.
+$(STAMP): pyproject.toml $(LOCK)
 	bash tools/system-deps.sh build
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,bench,lab]'
+	$(PY) -m pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m pip check
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -40,6 +46,22 @@ test: setup labext  ## every test: TypeScript units, core, a real local cluster,
 test-labext: setup  ## the JupyterLab extension's TypeScript unit tests (node --test)
 	cd labextension && $(JLPM) install --immutable && $(JLPM) test
 
+# A separate environment with the newest releases pyproject.toml allows (the lock is not
+# used): what the next fresh install would get if the lock were refreshed today. It prints
+# how those releases differ from the lock, then runs every test against them.
+test-latest: labext  ## every test against the newest allowed releases, in .venv-latest
+	bash tools/system-deps.sh
+	rm -rf $(LATEST)
+	$(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install --quiet --upgrade pip
+	$(LATEST)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e '.[test,bench,lab]'
+	$(LATEST)/bin/python tools/drift.py $(LOCK)
+	$(MAKE) --no-print-directory test-labext
+	$(LATEST)/bin/python -m pytest
+
+lock: setup  ## refresh requirements/lock.txt to the newest releases pyproject.toml allows
+	$(PY) tools/lock.py --upgrade
+
 bench: setup  ## nbtasks against raw ipyparallel, joblib and a serial loop; the notebook UI's cost
 	$(PY) bench/run.py
 	$(PY) bench/ui.py
@@ -48,5 +70,5 @@ lab: setup labext  ## JupyterLab on the tutorials
 	$(VENV)/bin/jupyter lab notebooks/
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis nbtasks/labextension
+	rm -rf $(VENV) $(LATEST) .pytest_cache .hypothesis nbtasks/labextension
 	cd labextension && rm -rf node_modules lib lib-test .yarn tsconfig.tsbuildinfo

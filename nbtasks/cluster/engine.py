@@ -11,7 +11,6 @@ import cloudpickle
 
 from ..core import progress as _progress
 from ..core import shared as _shared
-from ..core.sources import install_sources
 from ..core.unitexec import ChunkOutcome, execute_chunk
 
 PROGRESS_KEY = "nbtasks.progress"
@@ -29,9 +28,8 @@ _CACHE = 32
 def _task_for(token: str, blob: bytes) -> tuple:
     entry = _tasks.get(token)
     if entry is None:
-        *entry, sources = cloudpickle.loads(blob)
-        install_sources(sources)  # so tracebacks show the lines of notebook cells
-        entry = _tasks[token] = tuple(entry)
+        entry = _tasks[token] = cloudpickle.loads(blob)
+        entry[-1].install()  # the lines of notebook cells and of files this host lacks
         while len(_tasks) > _CACHE:
             _tasks.popitem(last=False)
     return entry
@@ -104,9 +102,10 @@ class _Streamer:
 
 def run_chunk(token: str, task_blob: bytes, inputs_blob: bytes, first_index: int) -> bytes:
     _progress.set_reporter(_publish_progress)
-    task, mode, params, extra = _task_for(token, task_blob)
+    task, mode, params, extra, origins = _task_for(token, task_blob)
     inputs = pickle.loads(inputs_blob)
-    outcome = execute_chunk(task, mode, params, inputs, extra, first_index, on_unit=_Streamer(len(inputs)))
+    outcome = execute_chunk(task, mode, params, inputs, extra, first_index,
+                            on_unit=_Streamer(len(inputs)), origins=origins)
     return _sendable(outcome, task.name)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..core.evaluate import Evaluation, UnitRequest
 from ..core.serialize import dumps
-from ..core.sources import cell_sources
+from ..core.sources import code_origins
 from .batching import ChunkSizer
 
 __all__ = ["Stream", "Chunk"]
@@ -23,7 +23,8 @@ class Stream:
         self.node = request.node
         self.token = uuid.uuid4().hex
         task = request.node.task
-        self.blob = dumps((task, request.mode, request.params, request.extra, cell_sources(task)),
+        origins = code_origins(getattr(task, "fn", None), type(task), *_combiner(request.extra))
+        self.blob = dumps((task, request.mode, request.params, request.extra, origins),
                           f"task {task.name!r}")
         #: [request, next, stop, avoid]: units next..stop-1 of request; avoid an engine id
         #: (a unit handed back with nt.Retry runs elsewhere if it can)
@@ -62,6 +63,12 @@ class Stream:
             size -= take
             self.pending -= take
         return parts
+
+
+def _combiner(extra: tuple) -> tuple:
+    """A map unit's combiner task (``extra`` of a map request), whose code travels too."""
+    combiner = extra[0] if extra else None
+    return () if combiner is None else (getattr(combiner, "fn", None), type(combiner))
 
 
 class Chunk:

@@ -1,53 +1,101 @@
-"""Source lines of code defined in notebook cells, for tracebacks made on engines.
+"""Where a task's code came from, so tracebacks made on engines show the user's lines.
 
-A function defined in a cell has a file name like ``/tmp/ipykernel_1234/567.py``
-that exists only in the kernel's ``linecache``. Shipped with the task, those
-lines let an engine's traceback show the failing line, not just its number.
+cloudpickle rebuilds the functions of notebook cells, of a script's ``__main__`` and of
+modules it pickles by value as new code objects on the engine. Their file name need not
+survive the trip (cloudpickle 3.1.3 names them all ``"<dynamic-code>"``), and the file
+need not exist there: a cell lives only in the kernel's ``linecache``, a remote host lacks
+the client's files. So a task travels with its :class:`CodeOrigins`: the file of each of
+its code objects, keyed by what pickling keeps (name, first line, bytecode), and the lines
+of those files. The engine maps each traceback frame back through them; nothing here
+depends on how cloudpickle names what it rebuilds.
 """
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import linecache
 import os
+import traceback
 import types
+from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["cell_sources", "install_sources"]
+from .usercode import codes_of, is_library_file, reach
+
+__all__ = ["CodeOrigins", "code_origins"]
+
+_MAX_LINES_BYTES = 2 << 20  # a file larger than this travels without its lines
 
 
-def _codes(obj: Any, seen: set[int], depth: int = 0) -> list[types.CodeType]:
-    """Code objects of a function and of the functions and classes it names."""
-    if id(obj) in seen or depth > 2:
-        return []
-    seen.add(id(obj))
-    if isinstance(obj, type):
-        return [c for value in vars(obj).values() if isinstance(value, types.FunctionType)
-                for c in _codes(value, seen, depth + 1)]
-    code = getattr(obj, "__code__", None)
-    if code is None:
-        return []
-    found = [code] + [c for c in code.co_consts if isinstance(c, types.CodeType)]
-    scope = getattr(obj, "__globals__", {})
-    for name in code.co_names:
-        value = scope.get(name)
-        if isinstance(value, (types.FunctionType, type)):
-            found += _codes(value, seen, depth + 1)
+def _key(code: types.CodeType) -> tuple[str, int, bytes]:
+    return code.co_name, code.co_firstlineno, hashlib.blake2b(code.co_code, digest_size=8).digest()
+
+
+@dataclass
+class CodeOrigins:
+    """The original file of each code object of a task, and the lines of those files."""
+
+    files: dict[tuple[str, int, bytes], str] = field(default_factory=dict)
+    lines: dict[str, list[str]] = field(default_factory=dict)
+
+    def file_of(self, code: types.CodeType) -> str | None:
+        return self.files.get(_key(code))
+
+    def install(self) -> None:
+        """Give ``linecache`` the lines of the files this process cannot read itself."""
+        for name, lines in self.lines.items():
+            if not os.path.exists(name):
+                size = sum(map(len, lines))
+                linecache.cache[name] = (size, None, lines, name)  # mtime None: checkcache keeps it
+
+    def frames(self, tb: types.TracebackType | None) -> list[traceback.FrameSummary]:
+        """The frames of ``tb`` under their original file names (their lines read from there)."""
+        walked = list(traceback.walk_tb(tb))
+        stack = traceback.StackSummary.extract(iter(walked), lookup_lines=False)
+        for summary, (frame, _) in zip(stack, walked):
+            origin = self.file_of(frame.f_code)
+            if origin is not None:
+                summary.filename = origin
+        return list(stack)
+
+
+def _objects(roots: tuple[Any, ...]) -> list[Any]:
+    """The user's functions and classes the roots reach, local modules' members included
+    (a module pickled by value travels whole)."""
+    seen: set[int] = set()
+    found = []
+    for root in roots:
+        for obj in reach(root, seen):
+            if not inspect.ismodule(obj):
+                found.append(obj)
+                continue
+            for member in vars(obj).values():
+                if (inspect.isfunction(member) or inspect.isclass(member)) \
+                        and getattr(member, "__module__", None) == obj.__name__:
+                    found += reach(member, seen, depth=1)
     return found
 
 
-def cell_sources(task: Any) -> dict[str, tuple]:
-    """``linecache`` entries of the task's code that exist in no file (notebook cells)."""
-    seen: set[int] = set()
-    codes = _codes(getattr(task, "fn", None), seen) + _codes(type(task), seen)
-    out = {}
-    for code in codes:
-        name = code.co_filename
-        if name not in out and name in linecache.cache and not os.path.exists(name):
-            size, _, lines, fullname = linecache.cache[name]
-            out[name] = (size, None, list(lines), fullname)  # mtime None: checkcache keeps it
-    return out
+def _codes(obj: Any) -> list[types.CodeType]:
+    if inspect.isclass(obj):
+        functions = [v for v in vars(obj).values() if inspect.isfunction(v)]
+    else:
+        functions = [obj] if inspect.isfunction(obj) else []
+    return [c for f in functions for c in codes_of(f.__code__)]
 
 
-def install_sources(sources: dict[str, tuple]) -> None:
-    for name, entry in sources.items():
-        linecache.cache.setdefault(name, entry)
+def code_origins(*roots: Any) -> CodeOrigins:
+    """The origins of the code of ``roots`` (a task's function, its class, a combiner...)."""
+    origins = CodeOrigins()
+    for obj in _objects(roots):
+        for code in _codes(obj):
+            name = code.co_filename
+            if is_library_file(name):
+                continue  # engines have their own copy
+            origins.files[_key(code)] = name
+            if name not in origins.lines:
+                lines = linecache.getlines(name)  # a cell's from the cache, a file's from disk
+                if lines and sum(map(len, lines)) <= _MAX_LINES_BYTES:
+                    origins.lines[name] = list(lines)
+    return origins

@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping
 from . import progress as _progress
 from .compose import map_unit, reduce_items
 from .errors import UnitTimeout
+from .sources import CodeOrigins
 from .task import Task
 
 __all__ = ["execute_chunk", "ChunkOutcome"]
@@ -110,10 +111,12 @@ def _unit_fn(task: Task, mode: str, params: Mapping[str, Any], extra: tuple):
 _OWN = os.path.dirname(os.path.abspath(__file__))
 
 
-def _describe(exc: BaseException) -> tuple[str, str]:
-    """One-line summary and the traceback without nbtasks' own frames above user code."""
-    frames = [f for f in traceback.extract_tb(exc.__traceback__)
-              if not os.path.abspath(f.filename).startswith(_OWN)]
+def _describe(exc: BaseException, origins: CodeOrigins | None = None) -> tuple[str, str]:
+    """One-line summary and the traceback without nbtasks' own frames above user code,
+    shipped code under its original file names (``origins``)."""
+    tb = exc.__traceback__
+    frames = origins.frames(tb) if origins is not None else traceback.extract_tb(tb)
+    frames = [f for f in frames if not os.path.abspath(f.filename).startswith(_OWN)]
     lines = ["Traceback (most recent call last):\n"] if frames else []
     lines += traceback.format_list(frames)
     lines += traceback.format_exception_only(type(exc), exc)
@@ -152,9 +155,10 @@ class _Timer:
 
 def execute_chunk(task: Task, mode: str, params: Mapping[str, Any], inputs: list,
                   extra: tuple = (), first_index: int = 0,
-                  on_unit: Callable[[ChunkOutcome, int, io.StringIO, io.StringIO], None] | None = None
-                  ) -> ChunkOutcome:
-    """Run ``inputs`` one after the other; ``on_unit(outcome, i, out, err)`` after each."""
+                  on_unit: Callable[[ChunkOutcome, int, io.StringIO, io.StringIO], None] | None = None,
+                  origins: CodeOrigins | None = None) -> ChunkOutcome:
+    """Run ``inputs`` one after the other; ``on_unit(outcome, i, out, err)`` after each.
+    Tracebacks name shipped code by its ``origins``."""
     out = ChunkOutcome()
     fn = _unit_fn(task, mode, params, extra)
     timer = _Timer(getattr(task, "timeout", None))
@@ -177,7 +181,7 @@ def execute_chunk(task: Task, mode: str, params: Mapping[str, Any], inputs: list
             except Exception as exc:
                 timer.disarm()
                 values.append(None)
-                summary, text = _describe(exc)
+                summary, text = _describe(exc, origins)
                 errors[i] = (summary, text, exc)
             ends.append(clock() - start)
             if out_buf.tell() != o_pos:

@@ -13,26 +13,16 @@ from __future__ import annotations
 import hashlib
 import inspect
 import pickle
-import sys
 import types
 from typing import Any, Mapping
 
-__all__ = ["task_digest", "leaf_digest", "request_key"]
+from ..core.usercode import reach
 
-_LIBRARY_ROOTS = tuple(p for p in {sys.prefix, sys.base_prefix, sys.exec_prefix} if p)
+__all__ = ["task_digest", "leaf_digest", "request_key"]
 
 
 def _hasher() -> "hashlib._Hash":
     return hashlib.blake2b(digest_size=16)
-
-
-def _is_users(obj: Any) -> bool:
-    """Code the user wrote (a cell, a script, a local module), not a library's."""
-    module = obj if inspect.ismodule(obj) else sys.modules.get(getattr(obj, "__module__", None) or "")
-    path = getattr(module, "__file__", None)
-    if module is None or path is None:
-        return True  # __main__ in a kernel, or made at runtime
-    return not path.startswith(_LIBRARY_ROOTS) and "site-packages" not in path
 
 
 def _code_bytes(code: types.CodeType) -> bytes:
@@ -51,27 +41,14 @@ def _source(obj: Any) -> bytes:
     return repr(obj).encode()
 
 
-def _feed_code(h: Any, obj: Any, seen: set[int], depth: int = 0) -> None:
-    """Hash ``obj``'s code and, a few levels deep, the user's functions it names."""
-    if id(obj) in seen or depth > 3:
-        return
-    seen.add(id(obj))
-    h.update(getattr(obj, "__qualname__", type(obj).__qualname__).encode())
-    h.update(_source(obj))
-    code = getattr(obj, "__code__", None)
-    names: tuple = code.co_names if code is not None else ()
-    scope = getattr(obj, "__globals__", {})
-    if inspect.isclass(obj):
-        for value in vars(obj).values():
-            if inspect.isfunction(value):
-                _feed_code(h, value, seen, depth + 1)
-        return
-    for name in names:
-        value = scope.get(name)
-        if (inspect.isfunction(value) or inspect.isclass(value)) and _is_users(value):
-            _feed_code(h, value, seen, depth + 1)
-        elif inspect.ismodule(value) and getattr(value, "__file__", None) and _is_users(value):
-            _feed_file(h, value.__file__)
+def _feed_code(h: Any, root: Any, seen: set[int]) -> None:
+    """Hash ``root``'s code and that of the user's functions, classes and modules it reaches."""
+    for obj in reach(root, seen):
+        if inspect.ismodule(obj):
+            _feed_file(h, obj.__file__)
+        else:
+            h.update(getattr(obj, "__qualname__", type(obj).__qualname__).encode())
+            h.update(_source(obj))
 
 
 def _feed_file(h: Any, path: str) -> None:

@@ -310,3 +310,47 @@ def test_tracebacks_from_engines_show_the_lines_of_notebook_cells(cluster):
         del linecache.cache[cell]
     assert "return 1 / (x - x)" in caught.value.traceback
     assert f'File "{cell}", line 3, in invert' in caught.value.traceback
+
+
+HELPERS = '''\
+def check(x):
+    if x < 0:
+        raise ValueError(f"negative: {x}")
+    return x
+'''
+
+MAIN = '''\
+import cloudpickle
+import nbtasks as nt
+import helpers
+
+cloudpickle.register_pickle_by_value(helpers)  # the module travels whole, as code of __main__ does
+
+
+def scale(x):
+    return helpers.check(x) * 2
+
+
+if __name__ == "__main__":
+    with nt.Cluster(n=1) as cluster:
+        try:
+            nt.ParallelTask(scale).run([1, -1], cluster=cluster, progress=False, timeout=60)
+        except nt.UnitError as error:
+            print(error.traceback)
+'''
+
+
+def test_tracebacks_show_the_lines_of_a_scripts_main_and_of_a_local_module(tmp_path, python_script):
+    """Both travel by value (cloudpickle rebuilds their code on the engine, under whatever
+    file name its version gives it); the traceback names the real files and lines."""
+    (tmp_path / "helpers.py").write_text(HELPERS)
+    command = python_script(MAIN, name="main.py")
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    tb = done.stdout
+    assert f'File "{tmp_path / "main.py"}", line 9, in scale' in tb, tb
+    assert "return helpers.check(x) * 2" in tb
+    assert f'File "{tmp_path / "helpers.py"}", line 3, in check' in tb
+    assert 'raise ValueError(f"negative: {x}")' in tb
+    assert "ValueError: negative: -1" in tb
+    assert "<dynamic-code>" not in tb
