@@ -13,9 +13,13 @@ LABEXT_SOURCES := $(wildcard labextension/src/*.ts labextension/style/*) \
                   labextension/package.json labextension/yarn.lock labextension/tsconfig.json
 
 LOCK   := requirements/lock.txt
+# nbtasks itself, editable, built by the locked backend already in .venv (no isolated build
+# env that would fetch the newest hatchling); jlpm, which the build hook runs, is in .venv/bin
+INSTALL_SELF = PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 LATEST := .venv-latest
+LOWEST := .venv-lowest
 
-.PHONY: setup labext demo test test-labext test-latest lock bench lab clean
+.PHONY: setup labext demo test test-labext test-latest test-lowest lock bench lab clean
 
 # Installs exactly what the lock names (hashes checked, nothing resolved), build backend
 # included, then nbtasks itself without build isolation: the same packages on every machine.
@@ -23,7 +27,7 @@ $(STAMP): pyproject.toml $(LOCK)
 	bash tools/system-deps.sh build
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --require-hashes --no-deps -r $(LOCK)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(INSTALL_SELF)
 	$(PY) -m pip check
 	touch $(STAMP)
 
@@ -31,7 +35,7 @@ setup: $(STAMP)
 
 $(LABEXT): $(LABEXT_SOURCES) | $(STAMP)
 	cd labextension && $(JLPM) install --immutable && $(JLPM) build:prod
-	$(PY) -m pip install --quiet --no-deps -e .
+	$(INSTALL_SELF)
 
 labext: $(LABEXT)  ## rebuild the JupyterLab extension (Tasks sidebar) after its sources changed
 
@@ -59,6 +63,17 @@ test-latest: labext  ## every test against the newest allowed releases, in .venv
 	$(MAKE) --no-print-directory test-labext
 	$(LATEST)/bin/python -m pytest
 
+# The oldest releases pyproject.toml admits for nbtasks' own requirements (uv's
+# lowest-direct resolution): the lower bounds stay honest only while this passes.
+test-lowest: labext  ## every test against the lowest allowed releases, in .venv-lowest
+	bash tools/system-deps.sh
+	rm -rf $(LOWEST)
+	$(PYTHON) -m venv $(LOWEST)
+	$(VENV)/bin/uv pip install --quiet --python $(LOWEST)/bin/python --resolution lowest-direct -e '.[test,bench,lab]'
+	$(LOWEST)/bin/python tools/drift.py $(LOCK)
+	$(MAKE) --no-print-directory test-labext
+	$(LOWEST)/bin/python -m pytest
+
 lock: setup  ## refresh requirements/lock.txt to the newest releases pyproject.toml allows
 	$(PY) tools/lock.py --upgrade
 
@@ -70,5 +85,5 @@ lab: setup labext  ## JupyterLab on the tutorials
 	$(VENV)/bin/jupyter lab notebooks/
 
 clean:
-	rm -rf $(VENV) $(LATEST) .pytest_cache .hypothesis nbtasks/labextension
+	rm -rf $(VENV) $(LATEST) $(LOWEST) .pytest_cache .hypothesis nbtasks/labextension
 	cd labextension && rm -rf node_modules lib lib-test .yarn tsconfig.tsbuildinfo
