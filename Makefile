@@ -19,7 +19,7 @@ INSTALL_SELF = PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pip install --quiet 
 LATEST := .venv-latest
 LOWEST := .venv-lowest
 
-.PHONY: setup labext demo test test-labext test-latest test-lowest lock bench lab clean
+.PHONY: setup labext demo lint test test-labext test-latest test-lowest lock bench lab clean
 
 # Installs exactly what the lock names (hashes checked, nothing resolved), build backend
 # included, then nbtasks itself without build isolation: the same packages on every machine.
@@ -42,7 +42,10 @@ labext: $(LABEXT)  ## rebuild the JupyterLab extension (Tasks sidebar) after its
 demo: setup  ## run the getting-started tutorial headless and print what it computed
 	$(PY) tools/run_notebook.py notebooks/01-getting-started.ipynb
 
-test: setup labext  ## every test: TypeScript units, core, a real local cluster, the tutorials, the browser
+lint: setup  ## ruff, with the rule set in pyproject.toml
+	$(VENV)/bin/ruff check nbtasks tests bench tools
+
+test: setup labext lint  ## every test: lint, TypeScript units, core, a real local cluster, the tutorials, the browser
 	bash tools/system-deps.sh
 	$(MAKE) --no-print-directory test-labext
 	$(PY) -m pytest

@@ -80,7 +80,8 @@ def main() -> int:
                   f"re-queued {run.counts()['retried']}, finished twice {again}, "
                   f"cluster full again after {recoveries[-1]:.2f} s")
     print(f"\nruns completed correctly: {completed}/{args.rounds}; units lost: {lost}; "
-          f"units re-queued: {retried}; units finished twice: {twice}; recovery median {statistics.median(recoveries):.2f} s, "
+          f"units re-queued: {retried}; units finished twice: {twice}; "
+          f"recovery median {statistics.median(recoveries):.2f} s, "
           f"worst {max(recoveries):.2f} s")
     return 0 if lost == 0 and completed == args.rounds else 1
 

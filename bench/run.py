@@ -481,7 +481,8 @@ def tiny_table(results: dict[str, Result], args: argparse.Namespace) -> list[str
     ours = results["tiny-nbtasks"]
     lines = [f"### 1. Tiny units: {args.units:,} no-op units, {ENGINES} workers",
              "",
-             "| peer | units run | time (s) | units/s | client peak MB | nbtasks speed vs peer | nbtasks peak mem vs peer |",
+             "| peer | units run | time (s) | units/s | client peak MB | nbtasks speed vs peer "
+             "| nbtasks peak mem vs peer |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for label, key in peers:
         r = results[key]

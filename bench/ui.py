@@ -138,7 +138,8 @@ def main() -> int:
              "|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['units']:,} × {r['unit']} | {r['plain']:.3f} | {r['shown']:.3f} | "
-                     f"{r['overhead']:+.1%} | {r['opens']} | {r['updates']} ({r['updates'] / (r['shown'] + DRAIN):.1f}/s) |")
+                     f"{r['overhead']:+.1%} | {r['opens']} | "
+                     f"{r['updates']} ({r['updates'] / (r['shown'] + DRAIN):.1f}/s) |")
     worst = max(replies)
     lines += ["", f"Trivial cell while 2 engines run CPU-heavy units under a live widget: "
                   f"median {statistics.median(replies) * 1000:.0f} ms, worst {worst * 1000:.0f} ms "

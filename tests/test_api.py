@@ -29,7 +29,7 @@ def test_core_imports_no_cluster_or_jupyter():
 
 def test_unknown_attribute_is_an_attribute_error():
     try:
-        nt.NoSuchThing
+        _ = nt.NoSuchThing
     except AttributeError as exc:
         assert "NoSuchThing" in str(exc)
     else:

@@ -197,9 +197,9 @@ class Cluster:
             view.execute(code, block=False).get(timeout)
             answers = view.pull("_nbtasks_probe", block=False).get(timeout)
         except Exception as exc:
-            ename = getattr(exc, "ename", None) or getattr(getattr(exc, "elist", [[None]])[0], "__getitem__", lambda i: None)(0)
             text = str(exc)
-            if "ModuleNotFoundError" in text or "ImportError" in text or ename in ("ModuleNotFoundError", "ImportError"):
+            if "ModuleNotFoundError" in text or "ImportError" in text \
+                    or getattr(exc, "ename", None) in ("ModuleNotFoundError", "ImportError"):
                 raise ClusterError(f"engine(s) {ids} cannot import nbtasks: install nbtasks {__version__} "
                                    f"in the engines' Python environment ({text.strip().splitlines()[-1]})") from exc
             raise ClusterError(f"engine(s) {ids} did not answer the nbtasks check within {timeout:g}s: "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import pickle
 import time
+from typing import Any
 
 import cloudpickle
 

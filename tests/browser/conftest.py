@@ -458,7 +458,7 @@ class LabPage:
                 break
             except AssertionError:
                 if attempt == 3:
-                    raise AssertionError(f"cell {index} did not start after 4 presses of {key}")
+                    raise AssertionError(f"cell {index} did not start after 4 presses of {key}") from None
         if wait is not None:
             expect(prompt).to_have_text(PROMPT_DONE, timeout=wait * 1000)
 

@@ -215,7 +215,7 @@ def test_cancel_button_stops_a_run_and_frees_the_engines(lab_page):
         warnings.warn(UserWarning(
             "nbtasks UI: after Cancel the run widget's rows still say "
             f"{stats.first.inner_text()!r} (counts drawn before the units were marked cancelled, "
-            "then never refreshed)"))
+            "then never refreshed)"), stacklevel=1)
 
     started = time.monotonic()
     lab_page.run_cell(3, wait=15)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import psutil
@@ -66,7 +65,7 @@ def test_rerun_after_a_killed_kernel_executes_only_missing_units(tmp_path, pytho
 
     second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert second.returncode == 0, second.stderr[-3000:]
-    _, total, reused, _ = next(l for l in second.stdout.splitlines() if l.startswith("RESULT")).split()
+    _, total, reused, _ = next(line for line in second.stdout.splitlines() if line.startswith("RESULT")).split()
     assert int(total) == 3 * sum(range(300))
     assert int(reused) == len(recorded)
 
