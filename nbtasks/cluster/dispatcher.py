@@ -29,7 +29,7 @@ from ..core.evaluate import Evaluation, UnitRequest
 from ..core.records import ChunkRecord
 from ..core.run import Run
 from ..core.serialize import dumps, loads
-from ..core.unitexec import ChunkOutcome
+from ..core.unitexec import ChunkOutcome, UnitFailure
 from .engine import PROGRESS_KEY, UNITS_KEY, probe, run_chunk
 from .limits import Limits
 from .streams import Chunk, Stream
@@ -232,7 +232,7 @@ class Dispatcher:
                 item = outcome.errors.get(offset + i)
                 if item is None:
                     request.results[start + i] = outcome.values[offset + i]
-                elif self._run_again(chunk, request, start + i, item[2]):
+                elif self._run_again(chunk, request, start + i, item.exception):
                     again.add(i)
                 else:
                     errors[i] = self._unit_error(request, start + i, item, chunk.engine, outcome)
@@ -411,9 +411,10 @@ class Dispatcher:
         if request.remaining == 0 and not evaluation.over:
             evaluation.request_done(request)
 
-    def _unit_error(self, request: UnitRequest, index: int, item: tuple, engine: int, outcome: Any) -> UnitError:
-        summary, tb, exc = item
-        error = UnitError(request.node.name, request.label(index), request.inputs[index], summary, tb,
+    def _unit_error(self, request: UnitRequest, index: int, failure: UnitFailure, engine: int,
+                    outcome: ChunkOutcome) -> UnitError:
+        tb, exc = failure.traceback, failure.exception
+        error = UnitError(request.node.name, request.label(index), request.inputs[index], failure.summary, tb,
                           engine, outcome.host, outcome.pid, exc)
         error.node_id = request.node.id
         if exc is not None:

@@ -12,7 +12,7 @@ import cloudpickle
 
 from ..core import progress as _progress
 from ..core import shared as _shared
-from ..core.unitexec import ChunkOutcome, execute_chunk
+from ..core.unitexec import ChunkOutcome, UnitFailure, execute_chunk
 
 PROGRESS_KEY = "nbtasks.progress"
 UNITS_KEY = "nbtasks.units."  # + the position of the piece's first unit
@@ -47,14 +47,14 @@ def _sendable(outcome: ChunkOutcome, task_name: str) -> bytes:
             cloudpickle.dumps(value)
         except Exception as exc:
             outcome.values[i] = None
-            outcome.errors[i] = (
+            outcome.errors[i] = UnitFailure(
                 f"PicklingError: the result of task {task_name!r} ({type(value).__name__}) cannot be "
-                f"pickled to send it back: {exc}", "", None)
-    for i, (summary, tb, exc) in list(outcome.errors.items()):
+                f"pickled to send it back: {exc}", "")
+    for i, failure in list(outcome.errors.items()):
         try:
-            cloudpickle.dumps(exc)
+            cloudpickle.dumps(failure.exception)
         except Exception:
-            outcome.errors[i] = (summary, tb, None)
+            outcome.errors[i] = failure.without_exception()
     return cloudpickle.dumps(outcome)
 
 

@@ -2,8 +2,12 @@
 
 It never raises for a unit's own error: each failure is recorded with its
 traceback so the rest of the chunk goes on, and the client decides what a
-failure means. An interrupt (cancel) stops the chunk and returns what is
-done so far.
+failure means. Whatever a unit raises, ``SystemExit`` and its own
+``KeyboardInterrupt`` included, fails that unit only. Only the interrupt
+nbtasks sends (SIGINT, a cancel) stops the chunk, which then returns what is
+done so far. The signals nbtasks uses raise exceptions that derive from
+``BaseException`` alone, so a unit's ``except Exception`` cannot swallow its
+own timeout or a cancel.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import sys
 import threading
 import time
 import traceback
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from . import progress as _progress
@@ -24,24 +29,43 @@ from .errors import UnitTimeout
 from .sources import CodeOrigins
 from .task import Task
 
-__all__ = ["execute_chunk", "ChunkOutcome"]
+__all__ = ["execute_chunk", "ChunkOutcome", "UnitFailure"]
+
+
+@dataclass
+class UnitFailure:
+    """Why one unit failed on its engine."""
+
+    summary: str  # one line: "ValueError: three is bad"
+    traceback: str  # the user's frames only, "" when there are none
+    exception: BaseException | None = None  # None when it could not travel back
+
+    def without_exception(self) -> "UnitFailure":
+        return UnitFailure(self.summary, self.traceback, None)
+
+
+class _Expired(BaseException):
+    """Raised into a unit by SIGALRM when it runs past its task's ``timeout``."""
+
+
+class _Cancelled(BaseException):
+    """Raised into a unit by the SIGINT nbtasks sends to interrupt a chunk."""
 
 
 class ChunkOutcome:
     """What a chunk sends back. Plain attributes so it pickles small."""
 
     __slots__ = ("values", "errors", "ends", "t0", "stdout", "stderr", "out_marks", "err_marks",
-                 "interrupted", "host", "pid", "busy")
+                 "host", "pid", "busy")
 
     def __init__(self) -> None:
         self.values: list = []
-        self.errors: dict[int, tuple[str, str, Any]] = {}  # index -> (summary, traceback, exc)
+        self.errors: dict[int, UnitFailure] = {}  # by position in the chunk
         self.ends: list[float] = []   # per unit, seconds since t0
         self.t0 = time.time()
         self.stdout = self.stderr = ""
         self.out_marks: list[tuple[int, int, int]] = []  # (unit, start, end) in stdout
         self.err_marks: list[tuple[int, int, int]] = []
-        self.interrupted = False
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self.busy = 0.0  # seconds spent in units (for chunk sizing)
@@ -60,7 +84,7 @@ class ChunkOutcome:
         out.t0, out.host, out.pid = self.t0, self.host, self.pid
         out.values = self.values[a:b]
         out.ends = self.ends[a:b]
-        out.errors = {i - a: (s, tb, None) for i, (s, tb, _) in self.errors.items() if a <= i < b}
+        out.errors = {i - a: f.without_exception() for i, f in self.errors.items() if a <= i < b}
         out.stdout, out.out_marks = _rebase(self.out_marks, stdout, a, b)
         out.stderr, out.err_marks = _rebase(self.err_marks, stderr, a, b)
         out.busy = self.ends[b - 1] if b else 0.0
@@ -111,32 +135,44 @@ def _unit_fn(task: Task, mode: str, params: Mapping[str, Any], extra: tuple):
 _OWN = os.path.dirname(os.path.abspath(__file__))
 
 
-def _describe(exc: BaseException, origins: CodeOrigins | None = None) -> tuple[str, str]:
-    """One-line summary and the traceback without nbtasks' own frames above user code,
-    shipped code under its original file names (``origins``)."""
+def _failure(exc: BaseException, origins: CodeOrigins | None, shown: BaseException | None = None) -> UnitFailure:
+    """The failure ``exc`` stands for (reported as ``shown`` when given): its traceback
+    without nbtasks' own frames above user code, shipped code under its original file
+    names (``origins``). Plain text: no terminal colours."""
+    shown = exc if shown is None else shown
     tb = exc.__traceback__
     frames = origins.frames(tb) if origins is not None else traceback.extract_tb(tb)
     frames = [f for f in frames if not os.path.abspath(f.filename).startswith(_OWN)]
     lines = ["Traceback (most recent call last):\n"] if frames else []
     lines += traceback.format_list(frames)
-    lines += traceback.format_exception_only(type(exc), exc)
-    return f"{type(exc).__name__}: {exc}", "".join(lines)
+    lines += traceback.format_exception_only(type(shown), shown)
+    return UnitFailure(f"{type(shown).__name__}: {shown}", "".join(lines), shown)
 
 
-class _Timer:
-    """Interrupts a unit that runs past ``timeout`` with ``UnitTimeout`` (SIGALRM,
-    so only where units run on the main thread, as on an engine)."""
+class _Signals:
+    """While a chunk runs: SIGALRM ends a unit past ``timeout`` (``_Expired``) and SIGINT
+    stops the chunk (``_Cancelled``). Only on the main thread, as on an engine."""
 
     def __init__(self, timeout: float | None) -> None:
-        self.timeout = timeout if threading.current_thread() is threading.main_thread() else None
-        self.saved: Any = None
+        main = threading.current_thread() is threading.main_thread()
+        self.main = main
+        self.timeout = timeout if main else None
+        self.saved: dict[int, Any] = {}
 
     def _expired(self, signum: int, frame: Any) -> None:
-        raise UnitTimeout(f"the unit ran longer than its timeout of {self.timeout:g} s")
+        raise _Expired()
 
-    def __enter__(self) -> "_Timer":
+    def _interrupted(self, signum: int, frame: Any) -> None:
+        raise _Cancelled()
+
+    def expired_error(self) -> UnitTimeout:
+        return UnitTimeout(f"the unit ran longer than its timeout of {self.timeout:g} s")
+
+    def __enter__(self) -> "_Signals":
+        if self.main:
+            self.saved[signal.SIGINT] = signal.signal(signal.SIGINT, self._interrupted)
         if self.timeout:
-            self.saved = signal.signal(signal.SIGALRM, self._expired)
+            self.saved[signal.SIGALRM] = signal.signal(signal.SIGALRM, self._expired)
         return self
 
     def arm(self) -> None:
@@ -150,7 +186,8 @@ class _Timer:
     def __exit__(self, *exc: Any) -> None:
         if self.timeout:
             signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, self.saved)
+        for number, handler in self.saved.items():
+            signal.signal(number, handler)
 
 
 def execute_chunk(task: Task, mode: str, params: Mapping[str, Any], inputs: list,
@@ -161,7 +198,7 @@ def execute_chunk(task: Task, mode: str, params: Mapping[str, Any], inputs: list
     Tracebacks name shipped code by its ``origins``."""
     out = ChunkOutcome()
     fn = _unit_fn(task, mode, params, extra)
-    timer = _Timer(getattr(task, "timeout", None))
+    timer = _Signals(getattr(task, "timeout", None))
     values, ends, errors = out.values, out.ends, out.errors
     out_buf, err_buf = io.StringIO(), io.StringIO()
     saved = sys.stdout, sys.stderr
@@ -178,11 +215,15 @@ def execute_chunk(task: Task, mode: str, params: Mapping[str, Any], inputs: list
                 value = fn(unit, first_index + i)
                 timer.disarm()
                 values.append(value)
-            except Exception as exc:
+            except _Cancelled:
+                raise
+            except _Expired as exc:
+                values.append(None)
+                errors[i] = _failure(exc, origins, timer.expired_error())
+            except BaseException as exc:  # SystemExit, the unit's own KeyboardInterrupt: its failure
                 timer.disarm()
                 values.append(None)
-                summary, text = _describe(exc, origins)
-                errors[i] = (summary, text, exc)
+                errors[i] = _failure(exc, origins)
             ends.append(clock() - start)
             if out_buf.tell() != o_pos:
                 out.out_marks.append((i, o_pos, out_buf.tell()))
@@ -192,8 +233,8 @@ def execute_chunk(task: Task, mode: str, params: Mapping[str, Any], inputs: list
                 e_pos = err_buf.tell()
             if on_unit is not None:
                 on_unit(out, i, out_buf, err_buf)
-    except KeyboardInterrupt:
-        out.interrupted = True  # cancelled: keep the units finished before the signal
+    except _Cancelled:
+        pass  # cancelled: the units finished before the signal go back
     finally:
         timer.__exit__()
         sys.stdout, sys.stderr = saved

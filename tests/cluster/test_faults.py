@@ -67,6 +67,50 @@ def test_a_unit_running_past_its_timeout_is_interrupted(cluster):
     assert slow.run(0.01, cluster=cluster, progress=False, timeout=30) == 0.01
 
 
+def test_a_unit_cannot_swallow_its_own_timeout(cluster):
+    @nt.task(timeout=0.5)
+    def stubborn(seconds):
+        try:
+            time.sleep(seconds)
+        except Exception:  # the usual "catch everything" of code that calls a flaky service
+            return "swallowed"
+        return "slept"
+
+    started = time.monotonic()
+    with pytest.raises(nt.UnitError) as caught:
+        stubborn.run(20, cluster=cluster, progress=False, timeout=15)
+    assert isinstance(caught.value.__cause__, nt.UnitTimeout)
+    assert "UnitTimeout: the unit ran longer than its timeout of 0.5 s" in caught.value.traceback
+    assert "time.sleep(seconds)" in caught.value.traceback  # where it was stopped
+    assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize("raised", [KeyboardInterrupt("mine"), SystemExit(3), BaseException("bare")],
+                         ids=["KeyboardInterrupt", "SystemExit", "BaseException"])
+def test_whatever_a_unit_raises_fails_that_unit_with_a_plain_traceback(cluster, tmp_path, raised):
+    """Only the interrupt nbtasks sends means "cancelled"; a unit's own KeyboardInterrupt
+    fails it once (with retries=1: twice), instead of being re-queued forever."""
+    @nt.task(retries=1, max_engine_failures=1)
+    def leave(x, directory=str(tmp_path)):
+        attempt(directory, x)
+        if x == 2:
+            raise raised
+        return x
+
+    run = nt.ParallelTask(leave).submit(range(4), cluster=cluster, progress=False, on_error="continue")
+    with pytest.raises(nt.RunFailed):
+        run.result(30)
+    [failure] = run.failures
+    assert isinstance(failure, nt.UnitError) and failure.index == 2
+    assert type(failure.__cause__) is type(raised)
+    assert f"{type(raised).__name__}: {raised}" in failure.traceback
+    assert "raise raised" in failure.traceback and "\x1b[" not in failure.traceback  # no terminal colours
+    counts = run.counts()
+    assert (counts["done"], counts["failed"], counts["running"], counts["queued"]) == (3, 1, 0, 0)
+    assert counts["retried"] == 1 and len(executions(tmp_path, 2)) == 2
+    assert sorted(u.result for u in run.units("done")) == [0, 1, 3]
+
+
 def test_a_timed_out_unit_can_be_retried(cluster, tmp_path):
     @nt.task(timeout=0.5, retries=1)
     def slow_once(x, directory=str(tmp_path)):
