@@ -399,9 +399,10 @@ class Dispatcher:
                             ename: str) -> None:
         """A unit whose engine died ``limit`` times fails instead of looping."""
         evaluation = chunk.stream.evaluation
+        where = self.cluster.engine_info.get(chunk.engine, {})  # the dead engine, as it was checked in
         error = UnitError(request.node.name, request.label(index), request.inputs[index],
                           f"{ename}: the engine running this unit died {limit} times "
-                          f"(max_engine_failures={limit})", "", chunk.engine, None, None)
+                          f"(max_engine_failures={limit})", "", chunk.engine, where.get("host"), where.get("pid"))
         error.node_id = request.node.id
         request.node.failed += 1
         request.failed += 1

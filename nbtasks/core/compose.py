@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Mapping
 
-from .errors import TaskDefinitionError, short_repr
+from .errors import TaskDefinitionError, add_note, short_repr
 from .task import NOTHING, Args, Task, as_task
 
 __all__ = ["ContainerTask", "ParallelTask", "MapReduceTask", "map_unit", "reduce_items"]
@@ -139,7 +139,11 @@ def divide_units(owner: str, divide: Callable | None, input: Any) -> list:
     if divide is None:
         source = input
     else:
-        source = divide() if input is NOTHING else divide(input)
+        try:
+            source = divide() if input is NOTHING else divide(input)
+        except Exception as exc:
+            add_note(exc, f"in divide {getattr(divide, '__name__', divide)!r} of task {owner!r}")
+            raise
     try:
         iterator = iter(source)
     except TypeError:
@@ -164,7 +168,12 @@ def group_pairs(mapper: str, pairs: Iterable, index: int, combiner: Task | None 
                 raise TypeError(f"mapper {mapper!r} yielded {type(item).__name__} {short_repr(item)} for "
                                 f"unit {index}; a mapper must yield (key, value) pairs")
         key, value = item
-        bucket = groups.get(key)
+        try:
+            bucket = groups.get(key)
+        except TypeError:  # unhashable
+            raise TypeError(f"mapper {mapper!r} yielded the key {short_repr(key)} ({type(key).__name__}) for "
+                            f"unit {index}, which cannot be a key: keys must be hashable (str, int, tuple...)"
+                            ) from None
         if bucket is None:
             groups[key] = [value]
         else:

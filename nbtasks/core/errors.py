@@ -52,6 +52,14 @@ class RemoteTraceback(Exception):
         return f'\n"""\n{self.tb.rstrip()}\n"""'
 
 
+def add_note(exc: BaseException, note: str) -> None:
+    """``exc.add_note(note)`` (PEP 678), also on Python 3.10, which lacks the method."""
+    if hasattr(exc, "add_note"):
+        exc.add_note(note)
+    else:
+        exc.__notes__ = [*getattr(exc, "__notes__", ()), note]
+
+
 def short_repr(value: Any, limit: int = 80) -> str:
     """A repr safe to put in an error message: bounded and never raising."""
     try:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from .compose import group_pairs, merge_groups
-from .errors import RunFailed, UnitError
+from .errors import RunFailed, UnitError, add_note
 from .nodes import Node
 from .records import ChunkRecord
 from .partition import partition_of
@@ -128,7 +128,7 @@ class Evaluation:
         try:
             step()
         except Exception as exc:
-            exc.add_note(f"in {node.kind} task {node.name!r} (run on the client)")
+            add_note(exc, f"in {node.kind} task {node.name!r} (run on the client)")
             self.fail(exc)
 
     def request(self, node: Node, inputs: list, on_done: Callable[[UnitRequest], None],

@@ -5,6 +5,7 @@ import concurrent.futures as cf
 import subprocess
 import threading
 import time
+import traceback
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -241,6 +242,31 @@ def test_bad_divide_and_bad_mapper_give_clear_errors(cluster):
     with pytest.raises(nt.UnitError, match="must yield \\(key, value\\) pairs") as info:
         mr.run(["a b"], cluster=cluster, progress=False, timeout=30)
     assert isinstance(info.value.__cause__, TypeError)
+
+
+def no_units_today(n):
+    raise ValueError("no units today")
+
+
+def test_a_divide_that_raises_names_its_task_before_and_after_dispatch(cluster):
+    with pytest.raises(ValueError, match="no units today") as caught:
+        nt.ParallelTask(noop, divide=no_units_today, name="fan").submit(5, cluster=cluster)  # at submit
+    assert "in divide 'no_units_today' of task 'fan'" in "".join(caught.value.__notes__)
+    later = nt.ContainerTask(abs, nt.ParallelTask(noop, divide=no_units_today, name="inner"))
+    with pytest.raises(ValueError, match="no units today") as caught:
+        later.run(-5, cluster=cluster, progress=False, timeout=30)  # once abs has run
+    shown = "".join(traceback.format_exception(caught.value))
+    assert "in divide 'no_units_today' of task 'inner'" in shown
+
+
+def test_a_mapper_yielding_an_unhashable_key_is_named(cluster):
+    mr = nt.MapReduceTask(lambda line: [(w.split("="), 1) for w in line.split()], lambda k, v: sum(v),
+                          name="count")
+    message = r"mapper '<lambda>' yielded the key \['a'\] \(list\) for unit 0, which cannot be a key"
+    with pytest.raises(nt.UnitError, match=message):
+        mr.run(["a b"], cluster=cluster, progress=False, timeout=30)
+    with pytest.raises(TypeError, match=message):
+        mr(["a b"])  # the same words when it runs right here
 
 
 def test_a_small_run_is_not_stuck_behind_a_big_one(cluster):

@@ -7,6 +7,7 @@ import os
 import signal
 import time
 
+import psutil
 import pytest
 
 import nbtasks as nt
@@ -137,12 +138,24 @@ def test_a_unit_handed_back_runs_again_on_another_engine(cluster, tmp_path):
     assert run.counts()["retried"] == 4 and run.counts()["failed"] == 0
 
 
-def test_engine_deaths_fail_a_unit_after_max_engine_failures_and_the_cluster_keeps_its_size():
+def _segfault(x):
+    import ctypes
+
+    return ctypes.string_at(0)
+
+
+@pytest.mark.parametrize("death", [lambda x: os.kill(os.getpid(), signal.SIGKILL), _segfault],
+                         ids=["SIGKILL", "segfault"])
+def test_engine_deaths_fail_a_unit_after_max_engine_failures_and_the_cluster_keeps_its_size(death):
     with nt.Cluster(n=2) as own:
-        killer = nt.task(max_engine_failures=2)(lambda x: os.kill(os.getpid(), signal.SIGKILL))
+        killer = nt.task(max_engine_failures=2)(death)
         run = nt.ParallelTask(killer).submit([1], cluster=own, progress=False, on_error="continue")
         with pytest.raises(nt.RunFailed, match="died 2 times"):
             run.result(120)
+        [failure] = run.failures
+        assert failure.host and failure.pid  # the engine that died, as it was
+        assert f"on engine {failure.engine} ({failure.host}, pid {failure.pid})" in str(failure)
+        assert not psutil.pid_exists(failure.pid)
         deadline = time.monotonic() + 60
         while len(own.engines) < 2:  # dead engines are replaced
             assert time.monotonic() < deadline, own.engines
