@@ -15,9 +15,9 @@ from array import array
 from typing import Any, Iterator
 
 from .location import MEMORY, resolve
-from .schema import connect
+from .schema import connect, not_a_store
 
-__all__ = ["StoreReader", "RUN_STATES", "UNIT_STATES", "STALE_AFTER"]
+__all__ = ["StoreReader", "StoreUnreadable", "RUN_STATES", "UNIT_STATES", "STALE_AFTER"]
 
 RUN_STATES = ("pending", "running", "done", "failed", "cancelled", "lost")
 UNIT_STATES = ("done", "failed")
@@ -29,8 +29,15 @@ _RUN_COLUMNS = ("id, name, notebook, host, kernel_pid, cluster, counts, total, r
                 "submitted, started, ended, updated, cancel_requested, cancel_reason")
 
 
+class StoreUnreadable(sqlite3.OperationalError):
+    """The store is there but cannot be read (permissions, locks, I/O): its runs
+    must not look like none at all."""
+
+
 class StoreReader:
-    """Queries over one store file. A missing file reads as an empty store."""
+    """Queries over one store file. A missing file, or one that holds no nbtasks
+    store (another program's, damaged), reads as an empty store; one that cannot
+    be read raises ``StoreUnreadable``."""
 
     def __init__(self, path: "str | os.PathLike[str] | None" = None, stale_after: float = STALE_AFTER) -> None:
         self.path = resolve(path)
@@ -39,13 +46,26 @@ class StoreReader:
     def _connect(self) -> sqlite3.Connection | None:
         if self.path == MEMORY or not os.path.exists(self.path):
             return None
-        conn = connect(self.path, readonly=True)
-        try:  # a store file some other program made: read it as empty
+        try:
+            conn = connect(self.path, readonly=True)
+        except sqlite3.Error as exc:
+            return self._unusable(exc)
+        try:
             conn.execute("SELECT 1 FROM runs LIMIT 1")
-        except sqlite3.DatabaseError:
+        except sqlite3.Error as exc:
             conn.close()
-            return None
+            return self._unusable(exc)
         return conn
+
+    def _unusable(self, exc: sqlite3.Error) -> None:
+        """None (read as empty) for a file that holds no store of ours; raise otherwise."""
+        if not_a_store(exc):
+            return None
+        why = str(exc)
+        wal, shm = self.path + "-wal", self.path + "-shm"
+        if os.path.exists(wal) and not os.path.exists(shm) and not os.access(os.path.dirname(wal), os.W_OK):
+            why += f" (SQLite reads the changes in {wal} only with a {shm}, which cannot be made in that folder)"
+        raise StoreUnreadable(f"the run store {self.path} cannot be read: {why}") from exc
 
     # -- runs ------------------------------------------------------------------
     def runs(self, state: str | None = None, notebook: str | None = None,

@@ -33,6 +33,7 @@ from typing import Any
 
 import cloudpickle
 
+from ..core.states import total
 from .keys import leaf_digest, request_key
 from .location import MEMORY, resolve
 from .schema import connect, open_database
@@ -393,10 +394,9 @@ class Store:
             sig = (state, snap["note"], json.dumps(snap["tree"]), run.reused)
             if sig != t.written or now - t.beat >= HEARTBEAT:
                 counts = snap["counts"]
-                total = sum(counts[k] for k in ("queued", "running", "done", "failed", "cancelled"))
                 error = None
-                if state == "failed" and run.done():
-                    exc = run._exception
+                if state == "failed":
+                    exc = run.error
                     error = f"{type(exc).__name__}: {exc}" if exc is not None else None
                 elif state == "cancelled":
                     error = run.cancel_reason
@@ -412,17 +412,17 @@ class Store:
                     "error = excluded.error, started = excluded.started, ended = excluded.ended, "
                     "updated = excluded.updated, cluster = excluded.cluster",
                     (run.id, run.task.name, _notebook(), socket.gethostname(), os.getpid(), cluster,
-                     json.dumps(params), sig[2], json.dumps(counts), total, run.reused, state, snap["note"],
+                     json.dumps(params), sig[2], json.dumps(counts), total(counts), run.reused, state, snap["note"],
                      error, run.created, run.started, run.finished, now))
                 t.written, t.beat = sig, now
-            failures = run._failures
-            if len(failures) > t.failures:
+            failures = run.failures_since(t.failures)
+            if failures:
                 conn.executemany(
                     "INSERT INTO failures (run, node, task, unit, input, error, traceback, engine, host, pid, "
                     "time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [(run.id, f.node_id, f.task, f.index, _short(f.input), f.error, f.traceback or "",
-                      f.engine, f.host, f.pid, now) for f in failures[t.failures:]])
-                t.failures = len(failures)
+                      f.engine, f.host, f.pid, now) for f in failures])
+                t.failures += len(failures)
             if settled and t.written is not None and t.written[0] == state:
                 with self._runs_lock:
                     self._runs.pop(run.id, None)

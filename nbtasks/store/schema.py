@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .location import MEMORY
 
-__all__ = ["SCHEMA_VERSION", "connect", "open_database", "StoreDamaged"]
+__all__ = ["SCHEMA_VERSION", "connect", "open_database", "not_a_store", "StoreDamaged"]
 
 log = logging.getLogger("nbtasks")
 
@@ -111,13 +111,38 @@ class StoreDamaged(Exception):
 
 
 def connect(path: str, readonly: bool = False) -> sqlite3.Connection:
-    """A connection with the settings every user of the store needs."""
-    if readonly:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0, check_same_thread=False)
-    else:
+    """A connection with the settings every user of the store needs.
+
+    ``readonly`` never writes. SQLite reads a WAL database only with its
+    ``-shm`` beside it, which it cannot create in a place that cannot be
+    written; a store there with no changes left in a ``-wal`` is read as
+    ``immutable`` instead (SQLite's way for read-only media).
+    """
+    if not readonly:
         conn = sqlite3.connect(path, timeout=5.0, check_same_thread=False)
+    else:
+        uri = Path(path).absolute().as_uri()
+        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=5.0, check_same_thread=False)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master")  # the first read opens the -wal and -shm
+        except sqlite3.Error as exc:
+            conn.close()
+            if not _frozen(path, exc):
+                raise
+            conn = sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, timeout=5.0, check_same_thread=False)
     conn.execute("PRAGMA busy_timeout = 5000")
     return conn
+
+
+def _frozen(path: str, exc: sqlite3.Error) -> bool:
+    """SQLite could not open ``path`` only for want of a ``-shm`` it may not create,
+    and the file alone holds the whole store (no ``-wal`` with changes)."""
+    code = _code(exc)
+    if not ("unable to open" in str(exc) if code is None else code == sqlite3.SQLITE_CANTOPEN):
+        return False
+    wal = path + "-wal"
+    return (not os.access(os.path.dirname(os.path.abspath(path)), os.W_OK)
+            and (not os.path.exists(wal) or os.path.getsize(wal) == 0))
 
 
 def _check(conn: sqlite3.Connection) -> None:
@@ -136,19 +161,38 @@ def _check(conn: sqlite3.Connection) -> None:
         if conn.execute("PRAGMA quick_check").fetchone()[0] != "ok":
             raise StoreDamaged("the database is damaged (quick_check failed)")
     except sqlite3.DatabaseError as exc:
+        if _unwritable(exc):  # e.g. a WAL store in a read-only place: fine, just not ours to write
+            raise
         raise StoreDamaged(str(exc)) from exc
 
 
 _UNWRITABLE = {getattr(sqlite3, name, None) for name in
                ("SQLITE_READONLY", "SQLITE_FULL", "SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_PERM")} - {None}
+_FOREIGN = {getattr(sqlite3, name, None) for name in ("SQLITE_ERROR", "SQLITE_CORRUPT", "SQLITE_NOTADB")} - {None}
+
+
+def _code(exc: sqlite3.Error) -> int | None:
+    """SQLite's primary result code (Python >= 3.11; None before)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return None if code is None else code & 0xFF  # extended codes keep the primary one in the low byte
 
 
 def _unwritable(exc: sqlite3.Error) -> bool:
     """The place cannot be written (the file itself may be fine), as opposed to damage."""
-    code = getattr(exc, "sqlite_errorcode", None)  # Python >= 3.11
+    code = _code(exc)
     if code is not None:
-        return code & 0xFF in _UNWRITABLE  # extended codes keep the primary one in the low byte
-    return any(word in str(exc) for word in ("readonly", "disk", "unable to open"))
+        return code in _UNWRITABLE
+    return any(words in str(exc) for words in ("readonly", "is full", "I/O error", "unable to open",
+                                                "permission denied"))
+
+
+def not_a_store(exc: sqlite3.Error) -> bool:
+    """What the file holds is not an nbtasks store (not SQLite, foreign, damaged),
+    as opposed to a store that cannot be read now (permissions, locks, I/O)."""
+    code = _code(exc)
+    if code is not None:
+        return code in _FOREIGN
+    return any(words in str(exc) for words in ("not a database", "no such table", "malformed"))
 
 
 def _set_aside(path: str, why: str) -> str:
@@ -193,6 +237,9 @@ def open_database(path: str) -> sqlite3.Connection:
         conn.close()
         _set_aside(path, str(exc))
         conn = connect(path)
+    except sqlite3.Error:
+        conn.close()
+        raise
     try:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")

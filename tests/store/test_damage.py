@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import shutil
 import sqlite3
 import subprocess
 import warnings
@@ -11,7 +13,8 @@ import warnings
 import pytest
 
 import nbtasks as nt
-from nbtasks.store import StoreReader
+from nbtasks.store import StoreReader, schema
+from nbtasks.store.reader import StoreUnreadable
 from nbtasks.store.recorder import Store
 
 
@@ -85,3 +88,105 @@ def test_full_disk_degrades_to_memory_and_the_run_completes(cluster, mounted):
     store = Store.at(path)
     assert store.in_memory and "full" in store.warning
     assert any("cannot be written" in str(w.message) for w in caught)
+
+
+# -- a valid store in a place that cannot be written -------------------------------------------
+
+#: how the store's files were left: by a closed store (the file alone), by a live kernel
+#: (with its -wal and -shm), or with changes in a -wal whose -shm is gone
+LEFT = {"closed": ["runs.db"], "live": ["runs.db", "runs.db-wal", "runs.db-shm"],
+        "wal-without-shm": ["runs.db", "runs.db-wal"]}
+
+
+def read_only_copy(source: str, where, left: str) -> str:
+    """Copy the store at ``source`` into the tmpfs ``where`` as ``left`` describes, then make
+    it read-only: modes 0444/0555, and a read-only remount (root ignores the modes)."""
+    stage = os.path.join(os.path.dirname(source), "stage.db")
+    staged = sqlite3.connect(stage)
+    staged.execute("PRAGMA journal_mode = WAL")
+    with contextlib.closing(sqlite3.connect(source)) as live:
+        live.backup(staged)  # a consistent snapshot, though the kernel's store thread still writes
+    if left == "closed":
+        staged.close()  # the last connection folds the -wal into the file and removes both
+    assert os.path.exists(stage + "-wal") == (left != "closed")
+    for name in LEFT[left]:
+        shutil.copyfile(stage + name[len("runs.db"):], where / name)
+        os.chmod(where / name, 0o444)
+    staged.close()
+    os.chmod(where, 0o555)
+    subprocess.run(["mount", "-o", "remount,ro", str(where)], check=True)
+    return str(where / "runs.db")
+
+
+def contents(where) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in where.iterdir()}
+
+
+@pytest.fixture
+def stored(cluster, tmp_path):
+    """A store of its own holding two finished runs, and what a reader sees of it."""
+    path = str(tmp_path / "runs.db")
+    squares(cluster, path)
+    squares(cluster, path, n=5)
+    Store.at(path).flush()
+    reader = StoreReader(path)
+    runs = reader.runs()
+    assert runs["total"] == 2
+    return path, runs, {r["id"]: reader.units(r["id"], limit=100) for r in runs["runs"]}
+
+
+@pytest.mark.parametrize("left", ["closed", "live"])
+def test_read_only_store_is_read_with_all_its_runs(stored, mounted, left):
+    source, runs, units = stored
+    path = read_only_copy(source, mounted("size=4m"), left)
+    reader = StoreReader(path)
+    assert reader.runs() == runs
+    for run in runs["runs"]:
+        assert reader.run(run["id"])["total"] == run["total"]
+        assert reader.units(run["id"], limit=100) == units[run["id"]]
+
+
+@pytest.mark.parametrize("left", ["closed", "live"])
+def test_read_only_store_is_never_taken_for_damage(cluster, stored, mounted, monkeypatch, caplog, left):
+    where = mounted("size=4m")
+    path = read_only_copy(stored[0], where, left)
+    before = contents(where)
+
+    def set_aside(path: str, why: str) -> str:
+        raise AssertionError(f"a read-only store was taken for a damaged one: {why}")
+
+    monkeypatch.setattr(schema, "_set_aside", set_aside)
+    with caplog.at_level(logging.WARNING, logger="nbtasks"), \
+            pytest.warns(RuntimeWarning, match="cannot be written"):
+        assert squares(cluster, path) == [x * x for x in range(20)]
+    store = Store.at(path)
+    assert store.in_memory and "cannot be written" in store.warning
+    assert "moved to" not in caplog.text and "damaged" not in caplog.text
+    assert contents(where) == before  # nothing moved aside, not a byte changed
+    assert StoreReader(path).runs() == stored[1]  # the run just made lives in memory only
+
+
+def test_store_that_cannot_be_read_raises_naming_path_and_cause(stored, mounted):
+    path = read_only_copy(stored[0], mounted("size=4m"), "wal-without-shm")
+    reader = StoreReader(path)
+    for query in (reader.runs, reader.clusters, lambda: reader.run("0123456789ab")):
+        with pytest.raises(StoreUnreadable, match=f"run store {path} cannot be read: .*-shm"):
+            query()
+
+
+@pytest.mark.parametrize("kind", ["missing", "garbage", "foreign", "folder"])
+def test_reader_reads_no_store_as_empty_and_raises_when_it_cannot_read(tmp_path, kind):
+    path = tmp_path / "runs.db"
+    if kind == "garbage":
+        path.write_bytes(b"this is not SQLite" * 100)
+    elif kind == "foreign":
+        with contextlib.closing(sqlite3.connect(path)) as other:
+            other.execute("CREATE TABLE photos (id INTEGER, name TEXT)")
+    elif kind == "folder":
+        path.mkdir()  # a folder where the file should be
+    reader = StoreReader(path)
+    if kind == "folder":
+        with pytest.raises(StoreUnreadable, match=f"run store {path} cannot be read"):
+            reader.runs()
+    else:
+        assert reader.runs()["total"] == 0 and reader.clusters() == [] and reader.run("0123456789ab") is None
