@@ -7,6 +7,7 @@ Test modules are pickled by value, since engines cannot import them.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import tempfile
@@ -20,6 +21,30 @@ os.environ["NBTASKS_STORE"] = os.path.join(tempfile.mkdtemp(prefix="nbtasks-test
 import nbtasks as nt  # noqa: E402  (after IPYTHONDIR is set)
 
 _by_value: set[str] = set()
+
+
+class _DispatchBugs(logging.Handler):
+    """Errors the dispatch thread logs (and survives) instead of raising: each one is a
+    bug (an illegal unit move, say), so any test during which one is logged fails."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.seen: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "dispatcher failed" in record.getMessage():
+            self.seen.append(self.format(record))
+
+
+_dispatch_bugs = _DispatchBugs()
+logging.getLogger("nbtasks").addHandler(_dispatch_bugs)
+
+
+@pytest.fixture(autouse=True)
+def no_dispatch_bugs():
+    before = len(_dispatch_bugs.seen)
+    yield
+    assert _dispatch_bugs.seen[before:] == [], "the dispatch thread logged an error"
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -1,5 +1,6 @@
 """Running units on ipyparallel engines: start/connect, dispatch, chunking."""
 
-from .cluster import Cluster, ClusterError, ClusterState
+from .cluster import Cluster, ClusterState
+from .errors import ClusterError, ClusterStopped, EngineUnfit
 
-__all__ = ["Cluster", "ClusterError", "ClusterState"]
+__all__ = ["Cluster", "ClusterError", "ClusterState", "ClusterStopped", "EngineUnfit"]

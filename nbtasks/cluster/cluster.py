@@ -21,10 +21,11 @@ import psutil
 
 from .._version import __version__
 from ..core import shared as _shared
-from ..core.errors import NbtasksError
+from ..core.states import check_transition
 from ..core.hooks import hooks
 from ..core.serialize import dumps
 from .dispatcher import Dispatcher
+from .errors import ClusterError, ClusterStopped
 from .engine import drop_shared, install_packages, store_shared
 from .packages import Package, pack
 
@@ -35,16 +36,22 @@ log = logging.getLogger("nbtasks")
 FAST_CONTROLLER = ["--HeartMonitor.period=100", "--HeartMonitor.max_heartmonitor_misses=50", "--nodb"]
 
 
-class ClusterError(NbtasksError, RuntimeError):
-    """The cluster cannot run nbtasks work (not reachable, engines unfit)."""
-
-
 class ClusterState(str, enum.Enum):
     NEW = "new"
     STARTING = "starting"
     RUNNING = "running"
     STOPPED = "stopped"
     FAILED = "failed"
+
+
+_C = ClusterState
+_CLUSTER_MOVES = {
+    _C.NEW: {_C.STARTING, _C.STOPPED},
+    _C.STARTING: {_C.RUNNING, _C.FAILED, _C.STOPPED},
+    _C.RUNNING: {_C.STOPPED},
+    _C.FAILED: {_C.STARTING, _C.STOPPED},  # connecting failed: starting a local one may still work
+    _C.STOPPED: set(),
+}
 
 
 class Cluster:
@@ -67,7 +74,7 @@ class Cluster:
         self.store = store
         self.engine_timeout = engine_timeout
         self.ipp_options = ipp_options
-        self.state = ClusterState.NEW
+        self._state = ClusterState.NEW
         self.client: Any = None
         self._ipp: Any = None  # the ipyparallel.Cluster we started, if any
         self._owned = True
@@ -83,6 +90,14 @@ class Cluster:
         self._dispatcher = Dispatcher(self)
 
     # -- life cycle ---------------------------------------------------------------
+    @property
+    def state(self) -> ClusterState:
+        return self._state
+
+    def _move(self, new: ClusterState) -> None:
+        check_transition(self._state, new, _CLUSTER_MOVES, "a cluster")
+        self._state = new
+
     @classmethod
     def default(cls) -> "Cluster":
         """The kernel's shared local cluster, made on first use and kept for its life."""
@@ -105,7 +120,7 @@ class Cluster:
         self = cls.__new__(cls)
         cls.__init__(self, n, store=store)
         self._owned = False
-        self.state = ClusterState.STARTING
+        self._move(ClusterState.STARTING)
         try:
             if connection_file is not None:
                 client = ipp.Client(str(connection_file), timeout=timeout)
@@ -121,24 +136,24 @@ class Cluster:
             self._fail_start()
             raise ClusterError(f"cannot connect to the ipyparallel cluster "
                                f"({connection_file or profile or cluster_id or 'default profile'}): {exc}") from exc
-        self.state = ClusterState.RUNNING
+        self._move(ClusterState.RUNNING)
         self._report_engines()
         return self
 
     def start(self) -> "Cluster":
         """Start (or wait for) the engines; returns self. Safe from any thread, idempotent."""
-        self._ensure_started()
+        self.ensure_started()
         return self
 
-    def _ensure_started(self) -> None:
+    def ensure_started(self) -> None:
         with self._start_lock:
             if self.state is ClusterState.RUNNING:
                 return
             if self.state is ClusterState.FAILED and self._start_error is not None:
                 raise ClusterError(f"{self!r} failed to start: {self._start_error}") from self._start_error
             if self.state is ClusterState.STOPPED:
-                raise ClusterError(f"{self!r} is stopped")
-            self.state = ClusterState.STARTING
+                raise ClusterStopped(f"{self!r} is stopped")
+            self._move(ClusterState.STARTING)
             try:
                 _in_plain_thread(self._start_local)
             except BaseException as exc:
@@ -147,7 +162,7 @@ class Cluster:
                 if isinstance(exc, ClusterError):
                     raise
                 raise ClusterError(f"could not start a local cluster of {self.n} engines: {exc}") from exc
-            self.state = ClusterState.RUNNING
+            self._move(ClusterState.RUNNING)
         self._dispatcher.start()
         self._report_engines()
 
@@ -242,7 +257,7 @@ class Cluster:
         """Send each value once to every engine (and to engines that join later);
         tasks read it with ``nt.shared("name")``. Sharing a name again replaces it."""
         blobs = {name: dumps(value, f"shared value {name!r}") for name, value in values.items()}
-        self._ensure_started()
+        self.ensure_started()
         for name, value in values.items():
             _shared.put(name, value)  # a task called here, in the notebook, sees it too
         with self._shared_lock:
@@ -271,7 +286,7 @@ class Cluster:
         if missing:
             raise ValueError(f"cluster.sync: {package.name!r} requires {missing}, not synced yet: "
                              f"sync them first")
-        self._ensure_started()
+        self.ensure_started()
         with self._shared_lock:
             old = self._packages.get(package.name)
             if old is not None and old.digest == package.digest:
@@ -310,7 +325,7 @@ class Cluster:
         """Names of the values shared with this cluster's engines."""
         return sorted(self._shared)
 
-    def _keep_size(self) -> None:
+    def keep_size(self) -> None:
         """A cluster we started replaces engines that died, so it keeps its size.
 
         Called on the dispatch thread; the engines start in the background and
@@ -345,7 +360,7 @@ class Cluster:
         self._replacing = threading.Thread(target=start, name="nbtasks-replace", daemon=True)
         self._replacing.start()
 
-    def _usable_engines(self) -> list[int]:
+    def usable_engines(self) -> list[int]:
         """Registered engines that passed the version check (new ones are checked here)."""
         ids = list(self.client.ids)
         fresh = [i for i in ids if i not in self._checked]
@@ -363,7 +378,7 @@ class Cluster:
         return [i for i in ids if i in self._checked]
 
     def _fail_start(self) -> None:
-        self.state = ClusterState.FAILED
+        self._move(ClusterState.FAILED)
         self._close_client()
         if self._ipp is not None:
             try:
@@ -392,7 +407,7 @@ class Cluster:
             except Exception:
                 log.warning("nbtasks: stopping the local cluster failed", exc_info=True)
             self._reap_processes()
-        self.state = ClusterState.STOPPED
+        self._move(ClusterState.STOPPED)
         atexit.unregister(self.stop)
 
     def __enter__(self) -> "Cluster":
@@ -402,13 +417,18 @@ class Cluster:
         self.stop()
 
     # -- the backend protocol -----------------------------------------------------------
+    @property
+    def owned(self) -> bool:
+        """Started by nbtasks (False: connected to a cluster started elsewhere)."""
+        return self._owned
+
     def start_run(self, run: Any) -> None:
         if self.state in (ClusterState.STOPPED, ClusterState.FAILED) and self._owned is False:
             raise ClusterError(f"{self!r} is {self.state.value}")
         self._dispatcher.post("run", run)
 
     def cancel_run(self, run: Any, reason: str) -> None:
-        if not self._dispatcher._stopped:
+        if not self._dispatcher.stopped:
             self._dispatcher.post("cancel", run, reason)
 
     # -- looking at it ---------------------------------------------------------------------

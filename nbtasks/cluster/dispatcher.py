@@ -22,7 +22,7 @@ import queue
 import signal
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, Protocol
 
 from ..core.errors import RemoteTraceback, Retry, UnitError
 from ..core.evaluate import Evaluation, UnitRequest
@@ -30,12 +30,26 @@ from ..core.records import ChunkRecord
 from ..core.run import Run
 from ..core.serialize import dumps, loads
 from ..core.unitexec import ChunkOutcome, UnitFailure
+from .errors import ClusterStopped, EngineUnfit
 from .engine import PROGRESS_KEY, UNITS_KEY, probe, run_chunk
 from .limits import Limits
 from .streams import Chunk, Stream
 
-if TYPE_CHECKING:
-    from .cluster import Cluster
+
+class EnginePool(Protocol):
+    """What the dispatcher needs from its cluster (``Cluster`` is one)."""
+
+    client: Any  # an ipyparallel Client
+    engine_info: dict[int, dict[str, Any]]  # engine id -> host, pid
+
+    def ensure_started(self) -> None:
+        """Start the cluster if it is not (raises if it cannot)."""
+
+    def keep_size(self) -> None:
+        """Replace dead engines of a cluster nbtasks started (called every round)."""
+
+    def usable_engines(self) -> list[int]:
+        """Engines that may take chunks now (registered and checked)."""
 
 log = logging.getLogger("nbtasks")
 
@@ -66,7 +80,7 @@ def _engine_data(chunk: Chunk) -> dict:
     client drops from ``client.metadata`` once the reply is in; we need it after
     that too (an engine that died)."""
     try:
-        return chunk.ar._metadata[0].get("data") or {}
+        return chunk.ar.metadata.get("data") or {}
     except (AttributeError, IndexError, TypeError):
         return {}
 
@@ -78,7 +92,7 @@ class ReplyLost(Exception):
 class Dispatcher:
     depth = 2  # chunks queued per engine: one running, one ready to start
 
-    def __init__(self, cluster: "Cluster") -> None:
+    def __init__(self, cluster: EnginePool) -> None:
         self.cluster = cluster
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.streams: collections.deque[Stream] = collections.deque()
@@ -107,9 +121,13 @@ class Dispatcher:
 
     def post(self, *message: Any) -> None:
         if self._stopped:
-            raise RuntimeError(f"{self.cluster!r} is stopped")
+            raise ClusterStopped(f"{self.cluster!r} is stopped")
         self.start()
         self.inbox.put(message)
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
 
     def stop(self, timeout: float = 5.0) -> None:
         if self._thread is not None and not self._stopped:
@@ -145,20 +163,20 @@ class Dispatcher:
                 self._probe_quiet_engines()
                 self._poll_progress()
                 self._release_delayed()
-                self.cluster._keep_size()
+                self.cluster.keep_size()
                 self._schedule()
             except Exception:
                 log.exception("nbtasks dispatcher failed scheduling")
 
     def _on_run(self, run: Run) -> None:
         if run.done():  # cancelled before it got here
-            run._take_prequeued("cancelled")
+            run.release_prequeued(cancelled=True)
             return
         try:
-            self.cluster._ensure_started()
+            self.cluster.ensure_started()
         except Exception as exc:
-            run._take_prequeued("cancelled")
-            run._fail(exc)
+            run.release_prequeued(cancelled=True)
+            run.report_error(exc)
             return
         evaluation = Evaluation(run, self._enqueue, self._stop_run)
         self.evaluations[run.id] = evaluation
@@ -204,8 +222,7 @@ class Dispatcher:
 
     def _interrupted_rest(self, chunk: Chunk, request: UnitRequest, start: int, stop: int) -> None:
         """Units of a chunk stopped by a signal that was not meant for this run: again."""
-        request.node.queued += stop - start
-        request.node.retried += stop - start
+        request.node.units.retry(stop - start, chunk.unit_state)
         self._requeue(chunk.stream, request, start, stop)
 
     def _apply(self, chunk: Chunk, outcome: Any, payload: bytes | None,
@@ -215,15 +232,14 @@ class Dispatcher:
         evaluation = chunk.stream.evaluation
         done_units = min(len(outcome.values), len(outcome.ends))
         self.units_done[chunk.engine] += done_units
-        over = evaluation.over
+        source = chunk.unit_state
         offset = 0
         for request, start, stop in chunk.parts:
             node = request.node
             n = stop - start
             finished = max(0, min(n, done_units - offset))
-            if over:
-                self._uncount(chunk, node, n)
-                node.cancelled += n
+            if evaluation.over:  # from the start, or since a failure in an earlier part
+                node.units.cancel(n, source)
                 offset += n
                 continue
             errors: dict[int, UnitError] = {}
@@ -236,20 +252,16 @@ class Dispatcher:
                     again.add(i)
                 else:
                     errors[i] = self._unit_error(request, start + i, item, chunk.engine, outcome)
-            self._uncount(chunk, node, n)
-            node.done += finished - len(errors) - len(again)
-            node.failed += len(errors)
-            node.retried += len(again)
-            node.queued += len(again)
+            node.units.finish(finished - len(errors) - len(again), source)
+            node.units.fail(len(errors), source)
+            node.units.retry(len(again), source)
             request.failed += len(errors)
             request.remaining -= finished - len(again)
             if finished:
-                evaluation.run._record(ChunkRecord(request, start, start + finished, chunk.engine,
+                evaluation.run.report_chunk(ChunkRecord(request, start, start + finished, chunk.engine,
                                                    outcome, offset, errors, again), payload)
             if finished < n:
                 rest(chunk, request, start + finished, stop)
-                if evaluation.over:
-                    return
             offset += n
             for error in errors.values():
                 evaluation.unit_failed(error)
@@ -285,15 +297,7 @@ class Dispatcher:
         if not chunk.started:
             chunk.started = True
             for request, start, stop in chunk.parts:
-                request.node.queued -= stop - start
-                request.node.running += stop - start
-
-    @staticmethod
-    def _uncount(chunk: Chunk, node: Any, n: int) -> None:
-        if chunk.started:
-            node.running -= n
-        else:
-            node.queued -= n
+                request.node.units.start(stop - start)
 
     def _requeue(self, stream: Stream, request: UnitRequest, start: int, stop: int,
                  avoid: int | None = None) -> None:
@@ -338,17 +342,18 @@ class Dispatcher:
             self._apply(chunk, sent, None, lambda c, r, a, b: self._run_elsewhere(c, r, a, b, ename))
             self._forget_if_over(evaluation)
             return
-        for request, start, stop in chunk.parts:
-            self._uncount(chunk, request.node, stop - start)
-            if evaluation.over:
-                request.node.cancelled += stop - start
+        source = chunk.unit_state
         if evaluation.over:
+            for request, start, stop in chunk.parts:
+                request.node.units.cancel(stop - start, source)
             self._forget_if_over(evaluation)
             return
         if ename not in ("KeyboardInterrupt", "EngineError", "TaskAborted", "ReplyLost"):
+            for request, start, stop in chunk.parts:  # they never ran, and the run fails
+                request.node.units.cancel(stop - start, source)
             # the engine could not even start the chunk (e.g. a module the task needs
             # is missing there): retrying elsewhere would fail the same way
-            error = RuntimeError(f"task {chunk.stream.node.name!r} could not run on engine {chunk.engine}: "
+            error = EngineUnfit(f"task {chunk.stream.node.name!r} could not run on engine {chunk.engine}: "
                                  f"{ename}: {getattr(exc, 'evalue', exc)}")
             tb = getattr(exc, "traceback", None)
             if tb:
@@ -360,25 +365,28 @@ class Dispatcher:
         for request, start, stop in reversed(chunk.parts):
             if engine_died:
                 self._run_elsewhere(chunk, request, start, stop, ename)
-                if evaluation.over:
-                    return
+            elif evaluation.over:
+                request.node.units.cancel(stop - start, source)
             else:
-                request.node.queued += stop - start
-                request.node.retried += stop - start
+                request.node.units.retry(stop - start, source)
                 self._requeue(chunk.stream, request, start, stop)
 
     def _run_elsewhere(self, chunk: Chunk, request: UnitRequest, start: int, stop: int, ename: str) -> None:
         """Units whose engine died run again, unless it was their ``max_engine_failures``-th."""
         limit = request.node.task.max_engine_failures
-        keep = list(range(start, stop))
-        spent = [i for i in keep if request.tried(i, "engine") >= limit]
-        for index in spent:
-            self._engine_failed_unit(chunk, request, index, limit, ename)
-            if chunk.stream.evaluation.over:
-                return
-        keep = [i for i in keep if i not in set(spent)]
-        request.node.queued += len(keep)
-        request.node.retried += len(keep)
+        units, source = request.node.units, chunk.unit_state
+        keep = []
+        for index in range(start, stop):
+            if chunk.stream.evaluation.over:  # the run ended on an earlier unit's failure
+                units.cancel(1, source)
+            elif request.tried(index, "engine") >= limit:
+                self._engine_failed_unit(chunk, request, index, limit, ename)
+            else:
+                keep.append(index)
+        if chunk.stream.evaluation.over:
+            units.cancel(len(keep), source)
+            return
+        units.retry(len(keep), source)
         for first, last in reversed(_ranges(keep)):
             self._requeue(chunk.stream, request, first, last)
 
@@ -404,10 +412,10 @@ class Dispatcher:
                           f"{ename}: the engine running this unit died {limit} times "
                           f"(max_engine_failures={limit})", "", chunk.engine, where.get("host"), where.get("pid"))
         error.node_id = request.node.id
-        request.node.failed += 1
+        request.node.units.fail(1, chunk.unit_state)
         request.failed += 1
         request.remaining -= 1
-        evaluation.run._failures.append(error)
+        evaluation.run.report_unit_failure(error)
         evaluation.unit_failed(error)
         if request.remaining == 0 and not evaluation.over:
             evaluation.request_done(request)
@@ -431,16 +439,14 @@ class Dispatcher:
         for key in [k for k in self.stream_of if k[0] == run.id]:
             stream = self.stream_of.pop(key)
             for request, start, stop, _ in stream.segments:
-                request.node.queued -= stop - start
-                request.node.cancelled += stop - start
+                request.node.units.cancel(stop - start)
             stream.segments.clear()
             stream.pending = 0
         self.streams = collections.deque(s for s in self.streams if s.evaluation.run is not run)
         waiting = [d for d in self.delayed if d[2].evaluation.run is run]
         if waiting:
             for _, _, _, request, _ in waiting:
-                request.node.queued -= 1
-                request.node.cancelled += 1
+                request.node.units.cancel(1)
             self.delayed = [d for d in self.delayed if d[2].evaluation.run is not run]
             heapq.heapify(self.delayed)
         for engine, chunks in self.flight.items():
@@ -532,7 +538,7 @@ class Dispatcher:
             position, fraction, message = report
             for request, start, stop in chunk.parts:
                 if position < stop - start:
-                    chunk.stream.evaluation.run._unit_progress(request.node, start + position, fraction, message)
+                    chunk.stream.evaluation.run.report_unit_progress(request.node, start + position, fraction, message)
                     break
                 position -= stop - start
 
@@ -563,7 +569,7 @@ class Dispatcher:
     def _schedule(self) -> None:
         if not self.streams:
             return
-        engines = self.cluster._usable_engines()
+        engines = self.cluster.usable_engines()
         if not engines:
             return
         for engine in list(self.flight):
@@ -635,5 +641,5 @@ class Dispatcher:
     def _shutdown(self) -> None:
         for evaluation in list(self.evaluations.values()):
             if not evaluation.over:
-                evaluation.fail(RuntimeError(f"{self.cluster!r} was stopped"))
+                evaluation.fail(ClusterStopped(f"{self.cluster!r} was stopped"))
         self._stopped = True

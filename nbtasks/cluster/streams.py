@@ -10,6 +10,7 @@ from typing import Any
 from ..core.evaluate import Evaluation, UnitRequest
 from ..core.serialize import dumps
 from ..core.sources import code_origins
+from ..core.states import UnitState
 from .batching import ChunkSizer
 
 __all__ = ["Stream", "Chunk"]
@@ -88,3 +89,8 @@ class Chunk:
         self.lost = False  # given up: its engine answered a later chunk
         self.sent = time.monotonic()
         self.probed = False  # its engine was asked whether it lost the reply
+
+    @property
+    def unit_state(self) -> UnitState:
+        """Where its units are counted: running once its engine got to it, queued before."""
+        return UnitState.RUNNING if self.started else UnitState.QUEUED

@@ -179,14 +179,14 @@ def group_pairs(mapper: str, pairs: Iterable, index: int, combiner: Task | None 
         else:
             bucket.append(value)
     if combiner is not None:
-        groups = {k: [combiner._call(Args((k, v)), cparams or {})] for k, v in groups.items()}
+        groups = {k: [combiner.run_unit(Args((k, v)), cparams or {})] for k, v in groups.items()}
     return groups
 
 
 def map_unit(mapper: Task, unit: Any, params: Mapping[str, Any], index: int,
              combiner: Task | None = None, cparams: Mapping[str, Any] | None = None) -> dict:
     """Run a leaf mapper on one unit and group (and combine) its pairs."""
-    return group_pairs(mapper.name, mapper._call(unit, params), index, combiner, cparams)
+    return group_pairs(mapper.name, mapper.run_unit(unit, params), index, combiner, cparams)
 
 
 def merge_groups(into: dict, part: Mapping) -> None:
@@ -200,4 +200,4 @@ def merge_groups(into: dict, part: Mapping) -> None:
 
 def reduce_items(reducer: Task, items: list, params: Mapping[str, Any]) -> list:
     """Reduce one partition: ``[(key, values), ...] -> [(key, value), ...]``."""
-    return [(key, reducer._call(Args((key, values)), params)) for key, values in items]
+    return [(key, reducer.run_unit(Args((key, values)), params)) for key, values in items]

@@ -86,7 +86,7 @@ class Evaluation:
 
     # -- entry points called by the backend ------------------------------------
     def start(self) -> None:
-        self.run._set_running()
+        self.run.report_running()
         self._guard(self.run.tree, lambda: self.eval(self.run.tree, self.run.input, self._root_done))
         self._check_stalled()
 
@@ -105,7 +105,7 @@ class Evaluation:
         if self.over:
             return
         self.over = True
-        self.run._fail(exc)
+        self.run.report_error(exc)
         self._stop(self.run, f"failed: {exc}")
 
     # -- the composition -------------------------------------------------------
@@ -114,9 +114,9 @@ class Evaluation:
             return
         self.over = True
         if self.run.failures:  # on_error="continue": failed branches never reach here
-            self.run._fail(RunFailed(self.run.task.name, self.run.failures))
+            self.run.report_error(RunFailed(self.run.task.name, self.run.failures))
         else:
-            self.run._finish(value)
+            self.run.report_result(value)
 
     def _check_stalled(self) -> None:
         # with on_error="continue" a failed unit stops its branch; once nothing is
@@ -134,7 +134,7 @@ class Evaluation:
     def request(self, node: Node, inputs: list, on_done: Callable[[UnitRequest], None],
                 mode: str = "call", extra: tuple = (), unit: int | None = None) -> None:
         req = UnitRequest(self, node, inputs, on_done, mode, extra, unit)
-        node.queued += len(inputs)
+        node.units.queue(len(inputs))
         self.open_requests += 1
         store = self.run.store
         if store is not None:
@@ -165,11 +165,10 @@ class Evaluation:
             taken = f.stop - f.start - len(again)
             if taken:
                 total += taken
-                self.run._record(ChunkRecord(req, f.start, f.stop, f.engine, f.outcome, f.offset, {}, again),
+                self.run.report_chunk(ChunkRecord(req, f.start, f.stop, f.engine, f.outcome, f.offset, {}, again),
                                  blob=f.blob)
         if total:
-            req.node.queued -= total
-            req.node.done += total
+            req.node.units.reuse(total)
             req.remaining -= total
             self.run.reused += total
             req.todo = _stretches(have)
@@ -219,10 +218,11 @@ class Evaluation:
             self.eval(node, value, one(i), i if fan_out else unit)
 
     def _units(self, node: Node, input: Any) -> list:
-        if node is self.run.tree and self.run._root_units is not None:
-            units, self.run._root_units = self.run._root_units, None  # divided at submit
-            self.run._take_prequeued()  # the request about to be made counts them again
-            return units
+        if node is self.run.tree:
+            units = self.run.take_root_units()  # divided at submit
+            if units is not None:
+                self.run.release_prequeued()  # the request about to be made counts them again
+                return units
         return node.task.units(input)
 
     def _eval_concurrent(self, node: Node, input: Any, done: Callable[[Any], None], unit: int | None) -> None:

@@ -1,8 +1,8 @@
-"""The shape of a run: one node per task in the composition, with unit counts.
+"""The shape of a run: one node per task in the composition, with its unit counts.
 
 Nodes are positions, not task objects: ``ContainerTask(f, f)`` has two rows.
-Counters are written only by the backend's dispatch thread; readers take
-snapshots, which are plain dicts.
+``node.units`` (a :class:`~nbtasks.core.states.UnitCounts`) is moved only by the
+backend's dispatch thread; readers take snapshots, which are plain dicts.
 """
 
 from __future__ import annotations
@@ -10,15 +10,14 @@ from __future__ import annotations
 import itertools
 from typing import Any, Iterator
 
+from .states import COUNTS, UnitCounts
 from .task import Task
 
 __all__ = ["Node", "build_tree", "COUNTS"]
 
-COUNTS = ("queued", "running", "done", "failed", "retried", "cancelled")
-
 
 class Node:
-    __slots__ = ("id", "task", "kind", "parent", "children", "depth", *COUNTS)
+    __slots__ = ("id", "task", "kind", "parent", "children", "depth", "units")
 
     def __init__(self, id: int, task: Task, parent: "Node | None") -> None:
         self.id = id
@@ -27,8 +26,7 @@ class Node:
         self.parent = parent
         self.children: list[Node] = []
         self.depth = 0 if parent is None else parent.depth + 1
-        for name in COUNTS:
-            setattr(self, name, 0)
+        self.units = UnitCounts()
 
     @property
     def name(self) -> str:
@@ -44,7 +42,7 @@ class Node:
         total = dict.fromkeys(COUNTS, 0)
         for node in self.walk():
             for name in COUNTS:
-                total[name] += getattr(node, name)
+                total[name] += getattr(node.units, name)
         return total
 
     def snapshot(self) -> dict[str, Any]:

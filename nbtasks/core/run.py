@@ -1,8 +1,16 @@
 """``Run``: one submitted task, a ``concurrent.futures.Future`` with progress.
 
-Who writes what: the backend's dispatch thread moves the state, updates
-node counters and appends chunk records; any thread may read snapshots,
-wait, iterate ``as_completed()`` or ``cancel()``.
+A run has two public sides besides the user's:
+
+- **for observers** (the widget, the text bar, the store): ``snapshot()``,
+  ``chunks_since(n)`` (finished chunk records after the first ``n``),
+  ``wait_for_change(timeout)``, ``error``, ``failures``, ``counts()``;
+- **for the backend that runs it** (the evaluation and the dispatcher, on one
+  thread): the ``report_*`` methods, ``divide_now()``, ``take_root_units()``
+  and ``release_prequeued()``. Unit counts move on ``node.units`` (see
+  ``states.UnitCounts``).
+
+Any thread may read, wait, iterate ``as_completed()`` or ``cancel()``.
 """
 
 from __future__ import annotations
@@ -16,10 +24,10 @@ from typing import Any, Iterator, Mapping, Protocol
 
 from .errors import UnitError
 from .hooks import hooks
-from .nodes import COUNTS, Node, build_tree
+from .nodes import Node, build_tree
 from .records import ChunkRecord, UnitRecord
 from .serialize import dumps
-from .states import RunState, UnitState, check_transition
+from .states import COUNTS, RunState, UnitState, check_transition
 from .task import NOTHING, Task
 
 __all__ = ["Run", "Backend", "start_run"]
@@ -87,28 +95,24 @@ class Run(cf.Future):
         self._notify_progress()
         return True
 
-    def _set_running(self) -> None:
+    # -- for the backend: what happened ----------------------------------------
+    def report_running(self) -> None:
+        """Units are being dispatched."""
         self._move(RunState.RUNNING)
 
-    def _finish(self, result: Any) -> None:
+    def report_result(self, result: Any) -> None:
+        """The run finished with ``result`` (ignored once it is over)."""
         if self._move(RunState.DONE):
             self.set_result(result)
+            self._notify_progress()  # waiters see done() now
 
-    def _take_prequeued(self, state: str | None = None) -> None:
-        """Stop counting the units counted queued at submit; count them as ``state``
-        instead, if given (dispatch thread)."""
-        if self._prequeued is not None:
-            node, n = self._prequeued
-            self._prequeued = None
-            node.queued -= n
-            if state is not None:
-                setattr(node, state, getattr(node, state) + n)
-
-    def _fail(self, exc: BaseException) -> None:
+    def report_error(self, exc: BaseException) -> None:
+        """The run failed with ``exc`` (ignored once it is over)."""
         if self._move(RunState.FAILED):
             self.set_exception(exc)
+            self._notify_progress()
 
-    def _record(self, chunk: ChunkRecord, payload: bytes | None = None, blob: int | None = None) -> None:
+    def report_chunk(self, chunk: ChunkRecord, payload: bytes | None = None, blob: int | None = None) -> None:
         """A finished part of a chunk (``payload``: the chunk's pickled outcome, for the
         store; ``blob``: the stored outcome it was taken from)."""
         with self._progress_cond:
@@ -119,13 +123,65 @@ class Run(cf.Future):
             self.store.record(self, chunk, payload, blob)
         self._notify_progress()
 
-    def _unit_progress(self, node: Node, index: int, fraction: float, message: str) -> None:
+    def report_unit_failure(self, error: UnitError) -> None:
+        """A unit failed without a chunk record (its engine died too often)."""
+        self._failures.append(error)
+
+    def report_unit_progress(self, node: Node, index: int, fraction: float, message: str) -> None:
+        """What a running unit said with ``nt.progress``."""
         self.unit_progress[node.id] = (index, fraction, message)
 
+    def divide_now(self) -> None:
+        """Divide a top fan-out at submit, so a bad ``divide`` raises there; its units
+        count as queued from then on (a leaf's; a composite's once dispatched)."""
+        if not hasattr(self.task, "units"):
+            return
+        self._root_units = self.task.units(self.input)
+        leaf = self.tree.children[0]
+        if leaf.task.is_leaf:
+            leaf.units.queue(len(self._root_units))
+            self._prequeued = (leaf, len(self._root_units))
+
+    def take_root_units(self) -> list | None:
+        """The units ``divide_now`` made, once (None if there are none)."""
+        units, self._root_units = self._root_units, None
+        return units
+
+    def release_prequeued(self, cancelled: bool = False) -> None:
+        """Stop counting the units counted queued at submit: they are dispatched (and
+        counted again) or, with ``cancelled``, count as cancelled."""
+        if self._prequeued is not None:
+            node, n = self._prequeued
+            self._prequeued = None
+            if cancelled:
+                node.units.cancel(n)
+            else:
+                node.units.withdraw(n)
+
+    # -- for observers -----------------------------------------------------------
     def chunks_since(self, seen: int) -> list[ChunkRecord]:
         """Chunk records that finished after the first ``seen`` (completion order)."""
         with self._progress_cond:
             return self._chunks[seen:]
+
+    def wait_for_change(self, timeout: float | None = None) -> bool:
+        """Block until the run's state moves or a chunk finishes (or ``timeout``);
+        True if the run is finished."""
+        with self._progress_cond:
+            if not self.done():
+                self._progress_cond.wait(timeout)
+        return self.done()
+
+    def failures_since(self, seen: int) -> list[UnitError]:
+        """Failed units after the first ``seen``, in the order they failed."""
+        return self._failures[seen:]
+
+    @property
+    def error(self) -> BaseException | None:
+        """The exception the run finished with; None while it runs, or if it did not fail."""
+        if not self.done() or self.cancelled():
+            return None
+        return super().exception(0)
 
     def _notify_progress(self) -> None:
         with self._progress_cond:
@@ -190,7 +246,7 @@ class Run(cf.Future):
             key = node.task.tag if by == "tag" else node.name
             row = out.setdefault(key, dict.fromkeys(COUNTS, 0))
             for name in COUNTS:
-                row[name] += getattr(node, name)
+                row[name] += getattr(node.units, name)
         return out
 
     @property
@@ -284,12 +340,7 @@ def start_run(task: Task, input: Any, params: Mapping[str, Any], cluster: Any = 
         store = getattr(backend, "store", None)
     recorder = hooks.store(store) if hooks.store is not None and store is not False else None
     run = Run(task, input, bound, on_error, progress, recorder, cache)
-    if hasattr(task, "units"):  # a fan-out: divide now, so a bad divide raises here
-        run._root_units = task.units(input)
-        leaf = run.tree.children[0]
-        if leaf.task.is_leaf:  # its units show as queued from the start
-            leaf.queued += len(run._root_units)
-            run._prequeued = (leaf, len(run._root_units))
+    run.divide_now()
     run.backend = backend
     if recorder is not None:
         recorder.track(run)

@@ -148,13 +148,13 @@ class Task:
         return {k: v for k, v in params.items() if k in declared}
 
     # -- running ------------------------------------------------------------
-    def _call(self, input: Any, params: Mapping[str, Any]) -> Any:
+    def run_unit(self, input: Any, params: Mapping[str, Any]) -> Any:
         """Run one unit of a leaf task; ``params`` already filtered for it."""
         return call_with(self.work, input, params)
 
     def _serial(self, input: Any, params: Mapping[str, Any]) -> Any:
         """Run this task (and any subtasks) here, in order: the reference semantics."""
-        return self._call(input, self.leaf_params(params))
+        return self.run_unit(input, self.leaf_params(params))
 
     def __call__(self, *args: Any, **params: Any) -> Any:
         bound = self.bind(params)
@@ -238,7 +238,7 @@ class FunctionTask(Task):
     def work(self, *args: Any, **params: Any) -> Any:
         return self.fn(*args, **params)
 
-    def _call(self, input: Any, params: Mapping[str, Any]) -> Any:
+    def run_unit(self, input: Any, params: Mapping[str, Any]) -> Any:
         return call_with(self.fn, input, params)
 
     def __getstate__(self) -> dict:

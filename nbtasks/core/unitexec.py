@@ -128,7 +128,7 @@ def _unit_fn(task: Task, mode: str, params: Mapping[str, Any], extra: tuple):
         return lambda unit, i: map_unit(task, unit, params, i, combiner, cparams)
     if mode == "reduce":
         return lambda items, i: reduce_items(task, items, params)
-    call = task._call
+    call = task.run_unit
     return lambda unit, i: call(unit, params)
 
 

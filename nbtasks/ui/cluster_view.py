@@ -24,7 +24,7 @@ class ClusterView:
         c = self.cluster
         rows = c.engines_status() if c.state.value == "running" else []
         head = (f"<b>nbtasks cluster</b> · {escape(c.state.value)} · {len(rows)} engine(s)"
-                + ("" if c._owned else " · connected"))
+                + ("" if c.owned else " · connected"))
         if not rows:
             return f"<div>{head}</div>"
         cells = "".join(

@@ -12,10 +12,11 @@ __all__ = ["mimebundle", "view_of"]
 def view_of(obj: Any) -> Any:
     """The one widget view of ``obj``: displaying it twice shows the same live widget.
 
-    Kept on the object itself (not in a registry) so a run and its view are
-    freed together.
+    Kept on the object itself, as its ``nbtasks_view`` attribute (not in a
+    registry, which the view's own reference to the object would keep alive),
+    so a run and its view are freed together.
     """
-    view = getattr(obj, "_nbtasks_view", None)
+    view = getattr(obj, "nbtasks_view", None)
     if view is None:
         from ..core.run import Run
 
@@ -27,7 +28,7 @@ def view_of(obj: Any) -> Any:
             from .cluster_view import ClusterView
 
             view = ClusterView(obj)
-        obj._nbtasks_view = view
+        obj.nbtasks_view = view
     return view
 
 

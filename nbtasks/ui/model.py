@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core import states
 from ..core.errors import short_repr
 
 __all__ = ["RunModel", "Row", "format_duration"]
@@ -71,8 +72,7 @@ class RunModel:
         out = []
         for node in self.run.nodes:
             counts = node.counts()
-            finished = counts["done"] + counts["failed"]
-            total = finished + counts["queued"] + counts["running"] + counts["cancelled"]
+            finished, total = states.finished(counts), states.total(counts)
             rate = self._rate(node.id, now, finished)
             eta = None
             if rate and total > finished:

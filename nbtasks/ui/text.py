@@ -6,6 +6,8 @@ import sys
 import time
 from typing import Any
 
+from ..core import states
+
 __all__ = ["wait_with_progress", "wants_text_progress", "in_kernel"]
 
 REFRESH = 0.2  # seconds between bar updates
@@ -34,22 +36,17 @@ def wait_with_progress(run: Any, timeout: float | None) -> None:
     with tqdm(desc=run.task.name, unit="unit", file=sys.stderr, leave=True, dynamic_ncols=True,
               mininterval=REFRESH) as bar:
         while True:
+            over = run.done()  # before the counts: the last bar drawn shows the final counts
             counts = run.counts()
-            total = sum(counts[k] for k in ("queued", "running", "done", "failed"))
-            finished = counts["done"] + counts["failed"]
-            bar.total = max(total, finished)
+            finished = states.finished(counts)
+            bar.total = states.total(counts)
             bar.n = finished
             note = run.state.value + (f", {counts['failed']} failed" if counts["failed"] else "")
             bar.set_postfix_str(note, refresh=False)
             bar.refresh()
-            if run.done():
+            if over:
                 break
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 break
-            try:
-                run._condition.acquire()
-                if not run.done():
-                    run._condition.wait(REFRESH if left is None else min(REFRESH, left))
-            finally:
-                run._condition.release()
+            run.wait_for_change(REFRESH if left is None else min(REFRESH, left))

@@ -36,17 +36,17 @@ def test_submit_hands_the_run_to_its_backend_pending():
 
 def test_finish_sets_the_result_once():
     run, _ = make_run()
-    run._set_running()
+    run.report_running()
     assert run.running()
-    run._finish(1)
+    run.report_result(1)
     assert run.result() == 1 and run.state is nt.RunState.DONE
-    run._fail(ValueError("late"))  # a finished run ignores later outcomes
+    run.report_error(ValueError("late"))  # a finished run ignores later outcomes
     assert run.exception() is None
 
 
 def test_illegal_transition_raises():
     run, _ = make_run()
-    run._set_running()
+    run.report_running()
     with pytest.raises(InvalidTransition):
         run._move(nt.RunState.PENDING)
 
@@ -59,7 +59,7 @@ def test_cancel_is_idempotent_remembers_why_and_tells_the_backend_once():
     assert [r for r, _ in backend.cancelled] == [run]
     with pytest.raises(cf.CancelledError):
         run.result(0)
-    run._finish(3)  # a unit coming back after cancel changes nothing
+    run.report_result(3)  # a unit coming back after cancel changes nothing
     assert run.cancelled() and run.state is nt.RunState.CANCELLED
 
 
