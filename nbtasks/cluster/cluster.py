@@ -10,24 +10,22 @@ from __future__ import annotations
 
 import atexit
 import enum
-import hashlib
 import logging
 import os
 import threading
 import time
 from typing import Any
 
-import psutil
-
-from .._version import __version__
 from ..core import shared as _shared
 from ..core.states import check_transition
 from ..core.hooks import hooks
 from ..core.serialize import dumps
+from .checks import check_engines
 from .dispatcher import Dispatcher
 from .errors import ClusterError, ClusterStopped
-from .engine import drop_shared, install_packages, store_shared
-from .packages import Package, pack
+from .packages import pack
+from .processes import OwnProcesses, in_plain_thread
+from .shipments import Shipments
 
 __all__ = ["Cluster", "ClusterError", "ClusterState"]
 
@@ -79,12 +77,10 @@ class Cluster:
         self._ipp: Any = None  # the ipyparallel.Cluster we started, if any
         self._owned = True
         self._checked: set[int] = set()
-        self._processes: list[psutil.Process] = []
+        self._processes = OwnProcesses()  # engines we started, and their nannies
         self.engine_info: dict[int, dict[str, Any]] = {}  # id -> host, pid (from the version check)
         self._replacing: threading.Thread | None = None  # starting engines for dead ones
-        self._shared: dict[str, bytes] = {}  # name -> pickled value, for engines that join later
-        self._shared_lock = threading.Lock()
-        self._packages: dict[str, Package] = {}  # name -> the last version synced
+        self._shipments = Shipments(self._send)  # shared values and task packages
         self._start_lock = threading.Lock()
         self._start_error: BaseException | None = None
         self._dispatcher = Dispatcher(self)
@@ -155,7 +151,7 @@ class Cluster:
                 raise ClusterStopped(f"{self!r} is stopped")
             self._move(ClusterState.STARTING)
             try:
-                _in_plain_thread(self._start_local)
+                in_plain_thread(self._start_local)
             except BaseException as exc:
                 self._start_error = exc
                 self._fail_start()
@@ -205,52 +201,11 @@ class Cluster:
         ids = [i for i in ids if i not in self._checked]
         if not ids:
             return
-        view = self.client.direct_view(targets=ids)
-        code = ("import os, socket, nbtasks as _nbtasks_probe\n"
-                "_nbtasks_probe = (_nbtasks_probe.__version__, os.getpid(), socket.gethostname())")
-        try:
-            view.execute(code, block=False).get(timeout)
-            answers = view.pull("_nbtasks_probe", block=False).get(timeout)
-        except Exception as exc:
-            text = str(exc)
-            if "ModuleNotFoundError" in text or "ImportError" in text \
-                    or getattr(exc, "ename", None) in ("ModuleNotFoundError", "ImportError"):
-                raise ClusterError(f"engine(s) {ids} cannot import nbtasks: install nbtasks {__version__} "
-                                   f"in the engines' Python environment ({text.strip().splitlines()[-1]})") from exc
-            raise ClusterError(f"engine(s) {ids} did not answer the nbtasks check within {timeout:g}s: "
-                               f"{exc}") from exc
-        versions = [version for version, _, _ in answers]
+        found = check_engines(self.client, ids, timeout)
         if self._owned:
-            self._remember_processes([pid for _, pid, _ in answers])
-        for engine, (_, pid, host) in zip(ids, answers):
-            self.engine_info[engine] = {"host": host, "pid": pid}
-        wrong = {e: v for e, v in zip(ids, versions) if v != __version__}
-        if wrong:
-            raise ClusterError(f"engine(s) run another nbtasks version than this client ({__version__}): "
-                               + ", ".join(f"engine {e} has {v}" for e, v in wrong.items()))
+            self._processes.remember([info["pid"] for info in found.values()])
+        self.engine_info.update(found)
         self._checked.update(ids)
-
-    def _remember_processes(self, pids: list[int]) -> None:
-        """Engines we started and their nannies, to make sure none outlives ``stop()``."""
-        for pid in pids:
-            try:
-                engine = psutil.Process(pid)
-                self._processes += [engine, *engine.children(recursive=True)]
-            except psutil.Error:
-                pass
-
-    def _reap_processes(self, grace: float = 0.5) -> None:
-        # a nanny runs in its own session, so stopping the engines' process group
-        # misses it; it lingers for seconds, and one was seen hanging on for good
-        # after its controller had gone. With the controller stopped it has no job left.
-        _, alive = psutil.wait_procs(self._processes, timeout=grace)
-        for proc in alive:
-            try:
-                proc.kill()
-            except psutil.Error:
-                pass
-        psutil.wait_procs(alive, timeout=5)
-        self._processes = []
 
     # -- shared data --------------------------------------------------------------------
     def share(self, **values: Any) -> None:
@@ -260,70 +215,37 @@ class Cluster:
         self.ensure_started()
         for name, value in values.items():
             _shared.put(name, value)  # a task called here, in the notebook, sees it too
-        with self._shared_lock:
-            self._shared.update(blobs)
-            ids = [i for i in self.client.ids if i in self._checked]
-            if ids:
-                self.client.direct_view(targets=ids).apply_sync(store_shared, blobs)
+        self._shipments.share(blobs, self._checked_engines)
 
     def unshare(self, *names: str) -> None:
         """Delete shared values, here and on every engine."""
         for name in names:
             _shared.remove(name)
-        with self._shared_lock:
-            for name in names:
-                self._shared.pop(name, None)
-            ids = [i for i in self.engines if i in self._checked]
-            if ids and self.state is ClusterState.RUNNING:
-                self.client.direct_view(targets=ids).apply_sync(drop_shared, list(names))
+        running = self.state is ClusterState.RUNNING
+        self._shipments.unshare(names, self._checked_engines if running else list)
 
     def sync(self, path: str | os.PathLike, requires: tuple[str, ...] | list[str] = ()) -> bool:
         """Ship a local module or directory (and its ``lib/``) to every engine, and to
         engines that join later, so tasks can import it. ``requires`` names packages
         synced before that this one depends on. Returns False when nothing changed."""
         package = pack(path, tuple(requires))
-        missing = [r for r in package.requires if r not in self._packages]
-        if missing:
-            raise ValueError(f"cluster.sync: {package.name!r} requires {missing}, not synced yet: "
-                             f"sync them first")
         self.ensure_started()
-        with self._shared_lock:
-            old = self._packages.get(package.name)
-            if old is not None and old.digest == package.digest:
-                return False
-            self._packages[package.name] = package
-            ids = [i for i in self.client.ids if i in self._checked]
-            if ids:
-                self.client.direct_view(targets=ids).apply_sync(install_packages, self._ordered([package.name]))
-        return True
-
-    def _ordered(self, names: list[str]) -> list[Package]:
-        """Packages with everything they require, dependencies first."""
-        out: list[Package] = []
-
-        def visit(name: str) -> None:
-            package = self._packages[name]
-            for dependency in package.requires:
-                visit(dependency)
-            if package not in out:
-                out.append(package)
-
-        for name in names:
-            visit(name)
-        return out
+        return self._shipments.sync(package, self._checked_engines)
 
     def shared_digest(self) -> bytes:
         """A digest of every shared value: results that read them depend on it."""
-        with self._shared_lock:
-            h = hashlib.blake2b(digest_size=16)
-            for name in sorted(self._shared):
-                h.update(name.encode() + b"\0" + self._shared[name])
-            return h.digest()
+        return self._shipments.digest()
 
     @property
     def shared(self) -> list[str]:
         """Names of the values shared with this cluster's engines."""
-        return sorted(self._shared)
+        return list(self._shipments.names())
+
+    def _checked_engines(self) -> list[int]:
+        return [i for i in self.engines if i in self._checked]
+
+    def _send(self, ids: list[int], fn: Any, arg: Any) -> Any:
+        return self.client.direct_view(targets=ids).apply_sync(fn, arg)
 
     def keep_size(self) -> None:
         """A cluster we started replaces engines that died, so it keeps its size.
@@ -366,13 +288,9 @@ class Cluster:
         fresh = [i for i in ids if i not in self._checked]
         if fresh:
             try:
-                with self._shared_lock:  # a newcomer gets the shared values before any work
+                with self._shipments.lock:  # a newcomer gets shared values and packages before any work
                     self._check_engines(fresh)
-                    if self._shared:
-                        self.client.direct_view(targets=fresh).apply_sync(store_shared, dict(self._shared))
-                    if self._packages:
-                        self.client.direct_view(targets=fresh).apply_sync(
-                            install_packages, self._ordered(list(self._packages)))
+                    self._shipments.welcome(fresh)
             except ClusterError as exc:
                 log.warning("nbtasks: not using engine(s) %s: %s", fresh, exc)
         return [i for i in ids if i in self._checked]
@@ -403,10 +321,10 @@ class Cluster:
         self._close_client()
         if self._owned and self._ipp is not None:
             try:
-                _in_plain_thread(self._ipp.stop_cluster_sync)
+                in_plain_thread(self._ipp.stop_cluster_sync)
             except Exception:
                 log.warning("nbtasks: stopping the local cluster failed", exc_info=True)
-            self._reap_processes()
+            self._processes.reap()
         self._move(ClusterState.STOPPED)
         atexit.unregister(self.stop)
 
@@ -464,22 +382,3 @@ class Cluster:
     def __repr__(self) -> str:
         where = "local" if self._owned else "connected"
         return f"<nbtasks.Cluster {where} {self.state.value}, {len(self.engines)}/{self.n} engines>"
-
-
-def _in_plain_thread(fn: Any) -> Any:
-    """Run ``fn`` in a thread without an event loop (ipyparallel's *_sync
-    helpers refuse to run inside a running loop, as in a notebook cell)."""
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = fn()
-        except BaseException as exc:
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, name="nbtasks-cluster", daemon=True)
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")

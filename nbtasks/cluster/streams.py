@@ -90,6 +90,17 @@ class Chunk:
         self.sent = time.monotonic()
         self.probed = False  # its engine was asked whether it lost the reply
 
+    def engine_data(self) -> dict:
+        """What the engine published while running this chunk (progress, finished units).
+
+        The AsyncResult keeps its own reference to the message's metadata, which the
+        client drops from ``client.metadata`` once the reply is in; we need it after
+        that too (an engine that died)."""
+        try:
+            return self.ar.metadata.get("data") or {}
+        except (AttributeError, IndexError, TypeError):
+            return {}
+
     @property
     def unit_state(self) -> UnitState:
         """Where its units are counted: running once its engine got to it, queued before."""

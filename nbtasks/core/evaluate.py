@@ -32,14 +32,17 @@ _MISSING = object()
 class UnitRequest:
     """Run a leaf node on a list of inputs; one entry per unit in ``results``."""
 
-    __slots__ = ("evaluation", "node", "seq", "unit", "mode", "params", "extra", "inputs", "results",
+    __slots__ = ("evaluation", "node", "seq", "unit", "within", "mode", "params", "extra", "inputs", "results",
                  "remaining", "failed", "on_done", "tries", "key", "todo")
 
     def __init__(self, evaluation: "Evaluation", node: Node, inputs: list,
                  on_done: Callable[["UnitRequest"], None], mode: str = "call", extra: tuple = (),
-                 unit: int | None = None) -> None:
+                 unit: int | None = None, within: int | None = None) -> None:
         self.evaluation = evaluation
         self.unit = unit  # for a one-input request inside a fan-out: which unit of it this is
+        #: the unit of the enclosing fan-out this request serves (None: none), so records list
+        #: in input order although later steps' requests are made as earlier units finish
+        self.within = unit if within is None else within
         self.node = node
         self.seq = evaluation.requests_made  # orders records: requests of a node in creation order
         evaluation.requests_made += 1
@@ -83,6 +86,11 @@ class Evaluation:
         self.open_requests = 0
         self.requests_made = 0
         self.over = False
+        #: how each kind of node (``node.kind``) is evaluated
+        self._by_kind: dict[str, Callable[[Node, Any, Callable[[Any], None], int | None], None]] = {
+            "leaf": self._eval_leaf, "sequence": self._eval_sequence, "concurrent": self._eval_concurrent,
+            "parallel": self._eval_parallel, "mapreduce": self._eval_mapreduce,
+        }
 
     # -- entry points called by the backend ------------------------------------
     def start(self) -> None:
@@ -132,8 +140,9 @@ class Evaluation:
             self.fail(exc)
 
     def request(self, node: Node, inputs: list, on_done: Callable[[UnitRequest], None],
-                mode: str = "call", extra: tuple = (), unit: int | None = None) -> None:
-        req = UnitRequest(self, node, inputs, on_done, mode, extra, unit)
+                mode: str = "call", extra: tuple = (), unit: int | None = None,
+                within: int | None = None) -> None:
+        req = UnitRequest(self, node, inputs, on_done, mode, extra, unit, within)
         node.units.queue(len(inputs))
         self.open_requests += 1
         store = self.run.store
@@ -177,7 +186,7 @@ class Evaluation:
         """Evaluate ``node`` on ``input``; ``unit`` is the fan-out unit it belongs to, if any."""
         if self.over:
             return
-        getattr(self, "_eval_" + node.kind)(node, input, done, unit)
+        self._by_kind[node.kind](node, input, done, unit)
 
     def _eval_leaf(self, node: Node, input: Any, done: Callable[[Any], None], unit: int | None) -> None:
         self.request(node, [input], lambda req: done(req.results[0]), unit=unit)
@@ -234,7 +243,7 @@ class Evaluation:
         units = self._units(node, input)
         finish = lambda results: self._guard(node, lambda: done(task.finish(results)))
         if child.task.is_leaf and units:
-            self.request(child, units, lambda req: finish(req.results))
+            self.request(child, units, lambda req: finish(req.results), within=unit)
         else:
             self._gather([child] * len(units), units, finish)
 
@@ -263,7 +272,7 @@ class Evaluation:
                     buckets[partition_of(key, task.partitions)].append((key, values))
                 buckets = [b for b in buckets if b]
                 self.request(reducer, buckets, lambda req: finish([kv for r in req.results for kv in r]),
-                             mode="reduce")
+                             mode="reduce", within=unit)
             else:
                 keys = list(groups)
                 self._gather([reducer] * len(keys), [task.reduce_input(k, groups[k]) for k in keys],
@@ -272,7 +281,7 @@ class Evaluation:
         if mapper.task.is_leaf:
             if units:
                 self.request(mapper, units, lambda req: shuffle(req.results), mode="map",
-                             extra=(combiner, cparams))
+                             extra=(combiner, cparams), within=unit)
             else:
                 shuffle([])
         else:

@@ -16,7 +16,7 @@ class _Hooks:
     default_backend: Callable[[], Any] | None = None
     #: ``(run, timeout) -> None``: show progress while a caller blocks on a run
     wait: Callable[[Any, float | None], None] | None = None
-    #: ``(obj, include, exclude) -> mimebundle``: how runs and forms show in a notebook
+    #: ``(obj, include, exclude) -> mimebundle``: how runs and clusters show in a notebook
     display: Callable[[Any, Any, Any], dict] | None = None
     #: ``(task, input, cluster, show, values) -> form``: ``task.form()``
     form: Callable[..., Any] | None = None

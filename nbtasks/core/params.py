@@ -42,7 +42,7 @@ class Param:
     """One declared keyword parameter of a task."""
 
     name: str
-    annotation: Any = EMPTY
+    annotation: Any = EMPTY  # the bare type: ``params_of`` moves ``Annotated`` metadata to constraints
     default: Any = EMPTY
     constraints: tuple = ()
 
@@ -52,7 +52,7 @@ class Param:
 
     @property
     def kind(self) -> Any:
-        """The bare type, with ``Annotated`` metadata stripped."""
+        """Another name for ``annotation``: the bare type, as ``params_of`` stores it."""
         return self.annotation
 
 
@@ -63,30 +63,25 @@ def _split_annotated(annotation: Any) -> tuple[Any, tuple]:
     return annotation, ()
 
 
-def params_of(fn: Callable) -> tuple[dict[str, Param], bool, int]:
-    """Declared parameters of ``fn``, whether it takes ``**kwargs``, and its input arity."""
+def params_of(fn: Callable) -> tuple[dict[str, Param], bool]:
+    """Declared parameters of ``fn``, and whether it takes ``**kwargs``."""
     try:
         sig = inspect.signature(fn)
     except (ValueError, TypeError):  # builtins like max: an input, no parameters
-        return {}, False, 1
+        return {}, False
     try:
         hints = typing.get_type_hints(fn, include_extras=True)
     except Exception:  # unresolvable forward references: fall back to raw annotations
         hints = {}
     params: dict[str, Param] = {}
     var_kw = False
-    arity = 0
     for p in sig.parameters.values():
         if p.kind is p.VAR_KEYWORD:
             var_kw = True
-        elif p.kind is p.VAR_POSITIONAL:
-            continue
-        elif p.kind is p.KEYWORD_ONLY or p.default is not EMPTY:
+        elif p.kind is p.KEYWORD_ONLY or p.default is not EMPTY:  # ``*args`` has no default
             base, meta = _split_annotated(hints.get(p.name, p.annotation))
             params[p.name] = Param(p.name, base, p.default, meta)
-        else:
-            arity += 1
-    return params, var_kw, arity
+    return params, var_kw
 
 
 def _type_error(base: Any, value: Any) -> str | None:

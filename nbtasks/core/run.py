@@ -278,7 +278,7 @@ class Run(cf.Future):
         """Records of finished units (state, engine, host, times, output, error), in input order."""
         wanted = None if state is None else UnitState(state)
         with self._progress_cond:
-            chunks = sorted(self._chunks, key=lambda c: (c.request.node.id, c.request.seq, c.start))
+            chunks = sorted(self._chunks, key=_in_input_order)
         return [u for c in chunks for u in c.units() if wanted is None or u.state is wanted]
 
     def as_completed(self, timeout: float | None = None) -> Iterator[UnitRecord]:
@@ -309,6 +309,11 @@ class Run(cf.Future):
         c = self.counts()
         return (f"<Run {self.task.name!r} {self._run_state.value}: {c['done']} done, {c['failed']} failed, "
                 f"{c['running']} running, {c['queued']} queued>")
+
+
+def _in_input_order(chunk: ChunkRecord) -> tuple:
+    request = chunk.request
+    return (request.node.id, -1 if request.within is None else request.within, request.seq, chunk.start)
 
 
 def start_run(task: Task, input: Any, params: Mapping[str, Any], cluster: Any = None,

@@ -121,8 +121,7 @@ class Task:
 
     @functools.cached_property
     def _own_params(self) -> tuple[dict[str, Param], bool]:
-        declared, var_kw, _ = params_of(self._signature_target())
-        return declared, var_kw
+        return params_of(self._signature_target())
 
     def params(self) -> dict[str, Param]:
         """Every keyword parameter this task (or any subtask) declares."""

@@ -4,7 +4,7 @@
     query.py      checks ids, query parameters and bodies; ``errors.py`` the refusals
     service.py    the operations over the store, run off the event loop
     extension.py  the setting (``c.NbtasksExtension.store``) and loading
-    openapi.yaml  the API's OpenAPI 3 document
+    openapi.yaml  the API's OpenAPI 3 document, which ``openapi.py`` serves
 
 Importing this package loads neither ipyparallel nor the kernel side of
 nbtasks; jupyter_server itself is imported only when the server loads it.

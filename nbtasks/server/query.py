@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
+from ..core.errors import short_repr
 from ..store.reader import RUN_STATES, UNIT_STATES
 from .errors import BadRequest
 
@@ -115,4 +116,4 @@ def cancel_reason(body: bytes) -> str:
 
 def _show(text: str) -> str:
     """Quote user text for a message, shortened, so a huge or odd value cannot flood a reply."""
-    return repr(text if len(text) <= 40 else text[:40] + "…")
+    return short_repr(text, limit=43)  # some 40 characters of it, quoted

@@ -14,14 +14,14 @@ import sqlite3
 from typing import Any, Callable
 
 from .._version import __version__
-from ..store.reader import StoreReader
+from ..store.reader import LIVE_RUN_STATES, StoreReader
 from .errors import Conflict, NotFound, StoreUnavailable
 from .query import RunsQuery, UnitsQuery
 
 __all__ = ["RunService", "LIVE_STATES"]
 
-#: the only states in which a kernel still listens for a cancel request
-LIVE_STATES = ("pending", "running")
+#: the only states in which a kernel still listens for a cancel request (the store's)
+LIVE_STATES = LIVE_RUN_STATES
 
 
 class RunService:
@@ -92,4 +92,4 @@ class RunService:
 
 def _finished(run: dict[str, Any]) -> str:
     why = f": {run['note']}" if run["state"] == "lost" and run.get("note") else ""
-    return f"run {run['id']!r} is {run['state']}{why}; only pending or running runs can be cancelled"
+    return f"run {run['id']!r} is {run['state']}{why}; only {' or '.join(LIVE_STATES)} runs can be cancelled"

@@ -2,7 +2,8 @@
 
 Used by the Jupyter server extension and by anyone inspecting past runs. It
 never unpickles anything (results stay opaque bytes), so reading needs none
-of the user's code.
+of the user's code. Its one write is a cancel request, which the run's kernel
+picks up.
 """
 
 from __future__ import annotations
@@ -14,16 +15,20 @@ import time
 from array import array
 from typing import Any, Iterator
 
+from ..core.states import RunState
 from .location import MEMORY, resolve
 from .schema import connect, not_a_store
 
-__all__ = ["StoreReader", "StoreUnreadable", "RUN_STATES", "UNIT_STATES", "STALE_AFTER"]
+__all__ = ["StoreReader", "StoreUnreadable", "RUN_STATES", "LIVE_RUN_STATES", "UNIT_STATES", "STALE_AFTER"]
 
-RUN_STATES = ("pending", "running", "done", "failed", "cancelled", "lost")
+#: a run's states as the store shows them: ``RunState``'s, and "lost" for a live run whose kernel is gone
+RUN_STATES = (*(s.value for s in RunState), "lost")
+#: the states in which a run may still change, and its kernel still listens for a cancel request
+LIVE_RUN_STATES = tuple(s.value for s in RunState if not s.finished)
 UNIT_STATES = ("done", "failed")
 #: seconds without a write from its kernel after which a live run counts as lost
 STALE_AFTER = 15.0
-_LIVE = ("pending", "running")
+_IS_LIVE = f"state IN ({', '.join('?' * len(LIVE_RUN_STATES))})"  # SQL; takes LIVE_RUN_STATES as arguments
 
 _RUN_COLUMNS = ("id, name, notebook, host, kernel_pid, cluster, counts, total, reused, state, note, error, "
                 "submitted, started, ended, updated, cancel_requested, cancel_reason")
@@ -80,9 +85,9 @@ class StoreReader:
             args.append(notebook)
         fresh = time.time() - self.stale_after
         if state == "lost":  # a live run whose kernel stopped writing
-            where.append("state IN ('pending', 'running') AND updated < ?")
-            args.append(fresh)
-        elif state in _LIVE:
+            where.append(f"{_IS_LIVE} AND updated < ?")
+            args += [*LIVE_RUN_STATES, fresh]
+        elif state in LIVE_RUN_STATES:
             where.append("state = ? AND updated >= ?")
             args += [state, fresh]
         elif state is not None:
@@ -166,8 +171,8 @@ class StoreReader:
         try:
             with conn:
                 conn.execute("UPDATE runs SET cancel_requested = coalesce(cancel_requested, ?), cancel_reason = "
-                             "coalesce(cancel_reason, ?) WHERE id = ? AND state IN ('pending', 'running')",
-                             (time.time(), reason, run_id))
+                             f"coalesce(cancel_reason, ?) WHERE id = ? AND {_IS_LIVE}",
+                             (time.time(), reason, run_id, *LIVE_RUN_STATES))
         finally:
             conn.close()
         return self.run(run_id)
@@ -177,7 +182,7 @@ def _run_summary(row: tuple, stale_after: float) -> dict[str, Any]:
     (id, name, notebook, host, kernel_pid, cluster, counts, total, reused, state, note, error,
      submitted, started, ended, updated, cancel_requested, cancel_reason) = row
     now = time.time()
-    if state in _LIVE and now - updated > stale_after:
+    if state in LIVE_RUN_STATES and now - updated > stale_after:
         state, note = "lost", "its kernel stopped reporting (restarted or gone)"
     start = started or submitted
     return {"id": id, "name": name, "notebook": notebook, "host": host, "kernel_pid": kernel_pid,

@@ -20,9 +20,7 @@ import json
 import logging
 import os
 import queue
-import socket
 import sqlite3
-import sys
 import threading
 import time
 import warnings
@@ -33,9 +31,9 @@ from typing import Any
 
 import cloudpickle
 
-from ..core.states import total
 from .keys import leaf_digest, request_key
 from .location import MEMORY, resolve
+from .rows import Tracked, write_cluster, write_run
 from .schema import connect, open_database
 
 __all__ = ["Store", "Found"]
@@ -44,9 +42,7 @@ log = logging.getLogger("nbtasks")
 
 SYNC_EVERY = 0.5    # seconds between two writes of live runs' counts (and cancel checks)
 WRITE_EVERY = 1.0   # seconds finished units may wait for the runs to pause before they are written
-HEARTBEAT = 2.0     # a live run's row is touched at least this often, so readers see it alive
 LARGE = 1 << 20     # result blobs bigger than this go to files beside the database
-_INPUT_REPR = 200
 
 
 _FINISHED = object()  # queued when a run ends: write its final state now
@@ -62,29 +58,6 @@ class Found:
     engine: int | None
     blob: int
     outcome: Any
-
-
-def _notebook() -> str | None:
-    """The notebook (or script) this kernel runs, as Jupyter names it."""
-    name = os.environ.get("JPY_SESSION_NAME")
-    if name:
-        return name
-    main = sys.modules.get("__main__")
-    session = getattr(main, "__session__", None)
-    if session:
-        return str(session)
-    path = getattr(main, "__file__", None)
-    return os.path.abspath(path) if path else None
-
-
-class _Tracked:
-    __slots__ = ("run", "written", "beat", "failures")
-
-    def __init__(self, run: Any) -> None:
-        self.run = run
-        self.written: tuple | None = None
-        self.beat = 0.0
-        self.failures = 0
 
 
 class Store:
@@ -106,7 +79,7 @@ class Store:
         self.path = path
         self.warning: str | None = None  # why this store keeps its records in memory only
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._runs: dict[str, _Tracked] = {}
+        self._runs: dict[str, Tracked] = {}
         self._runs_lock = threading.Lock()
         self._clusters: "weakref.WeakSet[Any]" = weakref.WeakSet()
         self._pending: collections.Counter[str] = collections.Counter()  # request key -> parts queued
@@ -209,7 +182,7 @@ class Store:
     def track(self, run: Any) -> None:
         """Record ``run`` from now until it is finished (and its cluster's engines)."""
         with self._runs_lock:
-            self._runs[run.id] = _Tracked(run)
+            self._runs[run.id] = Tracked(run)
         run.add_done_callback(lambda _: self._queue.put(_FINISHED))  # record its end at once
         if run.backend is not None and hasattr(run.backend, "engines_status"):
             self._clusters.add(run.backend)
@@ -389,40 +362,7 @@ class Store:
         for t in tracked:
             run = t.run
             settled = run.settled  # before the snapshot: a run finishing in between is written next time
-            snap = run.snapshot()
-            state = snap["state"]
-            sig = (state, snap["note"], json.dumps(snap["tree"]), run.reused)
-            if sig != t.written or now - t.beat >= HEARTBEAT:
-                counts = snap["counts"]
-                error = None
-                if state == "failed":
-                    exc = run.error
-                    error = f"{type(exc).__name__}: {exc}" if exc is not None else None
-                elif state == "cancelled":
-                    error = run.cancel_reason
-                backend = run.backend
-                cluster = getattr(backend, "cluster_id", None) if backend is not None else None
-                params = {k: _short(v) for k, v in run.params.items()}
-                conn.execute(
-                    "INSERT INTO runs (id, name, notebook, host, kernel_pid, cluster, params, tree, counts, total, "
-                    "reused, state, note, error, submitted, started, ended, updated) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
-                    "tree = excluded.tree, counts = excluded.counts, total = excluded.total, "
-                    "reused = excluded.reused, state = excluded.state, note = excluded.note, "
-                    "error = excluded.error, started = excluded.started, ended = excluded.ended, "
-                    "updated = excluded.updated, cluster = excluded.cluster",
-                    (run.id, run.task.name, _notebook(), socket.gethostname(), os.getpid(), cluster,
-                     json.dumps(params), sig[2], json.dumps(counts), total(counts), run.reused, state, snap["note"],
-                     error, run.created, run.started, run.finished, now))
-                t.written, t.beat = sig, now
-            failures = run.failures_since(t.failures)
-            if failures:
-                conn.executemany(
-                    "INSERT INTO failures (run, node, task, unit, input, error, traceback, engine, host, pid, "
-                    "time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(run.id, f.node_id, f.task, f.index, _short(f.input), f.error, f.traceback or "",
-                      f.engine, f.host, f.pid, now) for f in failures])
-                t.failures += len(failures)
+            state = write_run(conn, t, now)
             if settled and t.written is not None and t.written[0] == state:
                 with self._runs_lock:
                     self._runs.pop(run.id, None)
@@ -433,22 +373,8 @@ class Store:
         """Engines of the clusters this kernel uses; a stopped cluster's row goes away."""
         now = time.time()
         for cluster in list(self._clusters):
-            ident = cluster.cluster_id or f"{socket.gethostname()}:{os.getpid()}:{id(cluster):x}"
-            state = getattr(cluster.state, "value", cluster.state)
-            if state in ("stopped", "failed"):
-                conn.execute("DELETE FROM clusters WHERE id = ?", (ident,))
+            if not write_cluster(conn, cluster, now):
                 self._clusters.discard(cluster)
-                continue
-            if state != "running":
-                continue
-            try:
-                engines = cluster.engines_status()
-            except Exception:
-                continue
-            conn.execute(
-                "INSERT INTO clusters (id, host, kernel_pid, profile, engines, updated) VALUES (?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (id) DO UPDATE SET engines = excluded.engines, updated = excluded.updated",
-                (ident, socket.gethostname(), os.getpid(), cluster.profile_dir, json.dumps(engines), now))
 
     def _check_cancels(self) -> None:
         """Cancel the runs someone asked to cancel through the server."""
@@ -468,11 +394,3 @@ class Store:
         for run in live:
             if run.id in wanted:
                 run.cancel(wanted[run.id] or "cancelled from JupyterLab")
-
-
-def _short(value: Any) -> str:
-    try:
-        text = repr(value)
-    except Exception:
-        text = f"<{type(value).__name__}>"
-    return text if len(text) <= _INPUT_REPR else text[: _INPUT_REPR - 1] + "…"

@@ -1,4 +1,4 @@
-"""How runs, clusters and forms show in a notebook (or as text elsewhere)."""
+"""How runs and clusters show in a notebook (one live widget each), or as text elsewhere."""
 
 from __future__ import annotations
 

@@ -20,6 +20,7 @@ import types
 import typing
 from typing import Any, Callable
 
+from ..core.errors import short_repr
 from ..core.params import EMPTY, Param, Range, check_value
 from ..core.task import NOTHING, Task
 from . import ticker
@@ -28,6 +29,7 @@ from .model import escape, format_duration
 __all__ = ["TaskForm", "field_for"]
 
 HISTORY = 10  # previous runs kept in the table
+SUMMARY = 60  # characters of a result shown in the table
 _PAD = ' style="padding:0 0.8em 0 0"'
 
 
@@ -119,11 +121,6 @@ def _displayable(value: Any) -> Any:
     buffer = io.BytesIO()
     savefig(buffer, format="png", bbox_inches="tight")
     return Image(data=buffer.getvalue(), format="png")
-
-
-def _summary(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class TaskForm:
@@ -272,7 +269,7 @@ class TaskForm:
             run = entry["run"]
             params = ", ".join(f"{k}={v!r}" for k, v in entry["params"].items())
             if run.state.value == "done":
-                outcome = _summary(run.result())
+                outcome = short_repr(run.result(), limit=SUMMARY)
             elif run.state.value == "failed":
                 outcome = str(run.exception()).splitlines()[0]
             else:

@@ -1,7 +1,7 @@
-"""What progress renderers show, computed once: rows, rates, ETAs, failures.
+"""What the progress widget shows, computed in one place: rows, rates, ETAs, failures, output.
 
-The model reads a run's plain snapshots and keeps the little history that
-rates need; renderers (the widget, the text bar) only draw its output.
+The model reads the run as it goes (its nodes' live counts, its failures and
+output) and keeps the little history that rates need; the widget only draws.
 """
 
 from __future__ import annotations

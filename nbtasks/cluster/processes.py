@@ -1,0 +1,61 @@
+"""Processes nbtasks starts for a local cluster, and a way to run ipyparallel's
+blocking helpers from inside a notebook cell."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import psutil
+
+__all__ = ["OwnProcesses", "in_plain_thread"]
+
+
+class OwnProcesses:
+    """Engines we started and their nannies, so that none outlives the cluster."""
+
+    def __init__(self) -> None:
+        self._processes: list[psutil.Process] = []
+
+    def remember(self, pids: list[int]) -> None:
+        for pid in pids:
+            try:
+                engine = psutil.Process(pid)
+                self._processes += [engine, *engine.children(recursive=True)]
+            except psutil.Error:
+                pass
+
+    def reap(self, grace: float = 0.5) -> None:
+        """Kill those still alive ``grace`` seconds after their cluster was stopped.
+
+        A nanny runs in its own session, so stopping the engines' process group
+        misses it; it lingers for seconds, and one was seen hanging on for good
+        after its controller had gone. With the controller stopped it has no job left.
+        """
+        _, alive = psutil.wait_procs(self._processes, timeout=grace)
+        for proc in alive:
+            try:
+                proc.kill()
+            except psutil.Error:
+                pass
+        psutil.wait_procs(alive, timeout=5)
+        self._processes = []
+
+
+def in_plain_thread(fn: Any) -> Any:
+    """Run ``fn`` in a thread without an event loop (ipyparallel's *_sync
+    helpers refuse to run inside a running loop, as in a notebook cell)."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="nbtasks-cluster", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")

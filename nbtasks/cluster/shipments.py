@@ -1,0 +1,94 @@
+"""What every engine of a cluster holds before it runs units: shared values
+(``cluster.share``) and task packages (``cluster.sync``).
+
+Each is sent once to every engine, and to engines that join later; one lock
+orders sending against engines joining, so a newcomer never misses one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from typing import Any, Callable, Iterator
+
+from .engine import drop_shared, install_packages, store_shared
+from .packages import Package
+
+__all__ = ["Shipments"]
+
+#: send(engine ids, function, argument): run ``function(argument)`` on those engines
+Send = Callable[[list[int], Callable[..., Any], Any], Any]
+
+
+class Shipments:
+    """Shared values (pickled) and task packages of one cluster."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self._values: dict[str, bytes] = {}  # name -> pickled value
+        self._packages: dict[str, Package] = {}  # name -> the last version synced
+        self.lock = threading.Lock()  # held while engines are sent something or let in
+
+    def share(self, blobs: dict[str, bytes], engines: Callable[[], list[int]]) -> None:
+        with self.lock:
+            self._values.update(blobs)
+            ids = engines()
+            if ids:
+                self._send(ids, store_shared, blobs)
+
+    def unshare(self, names: tuple[str, ...], engines: Callable[[], list[int]]) -> None:
+        with self.lock:
+            for name in names:
+                self._values.pop(name, None)
+            ids = engines()
+            if ids:
+                self._send(ids, drop_shared, list(names))
+
+    def sync(self, package: Package, engines: Callable[[], list[int]]) -> bool:
+        """Ship ``package`` (False: this version is there already)."""
+        missing = [r for r in package.requires if r not in self._packages]
+        if missing:
+            raise ValueError(f"cluster.sync: {package.name!r} requires {missing}, not synced yet: "
+                             f"sync them first")
+        with self.lock:
+            old = self._packages.get(package.name)
+            if old is not None and old.digest == package.digest:
+                return False
+            self._packages[package.name] = package
+            ids = engines()
+            if ids:
+                self._send(ids, install_packages, self._ordered([package.name]))
+        return True
+
+    def welcome(self, ids: list[int]) -> None:
+        """Bring engines that just joined up to date (call with ``lock`` held)."""
+        if self._values:
+            self._send(ids, store_shared, dict(self._values))
+        if self._packages:
+            self._send(ids, install_packages, self._ordered(list(self._packages)))
+
+    def _ordered(self, names: list[str]) -> list[Package]:
+        """Packages with everything they require, dependencies first."""
+        out: list[Package] = []
+
+        def visit(name: str) -> None:
+            package = self._packages[name]
+            for dependency in package.requires:
+                visit(dependency)
+            if package not in out:
+                out.append(package)
+
+        for name in names:
+            visit(name)
+        return out
+
+    def digest(self) -> bytes:
+        """A digest of every shared value: results that read them depend on it."""
+        with self.lock:
+            h = hashlib.blake2b(digest_size=16)
+            for name in sorted(self._values):
+                h.update(name.encode() + b"\0" + self._values[name])
+            return h.digest()
+
+    def names(self) -> Iterator[str]:
+        return iter(sorted(self._values))
