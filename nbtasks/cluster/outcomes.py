@@ -79,12 +79,7 @@ class Outcomes:
             if finished < n:
                 rest(chunk, request, start + finished, stop)
             offset += n
-            for error in errors.values():
-                evaluation.unit_failed(error)
-                if evaluation.over:
-                    break
-            if request.remaining == 0 and not evaluation.over:
-                evaluation.request_done(request)
+            evaluation.units_back(request, errors.values())
 
     def _run_again(self, chunk: Chunk, request: UnitRequest, index: int, exc: BaseException | None) -> bool:
         """Whether a unit that raised runs again: handed back (nt.Retry, on another
@@ -128,9 +123,7 @@ class Outcomes:
         request.failed += 1
         request.remaining -= 1
         evaluation.run.report_unit_failure(error)
-        evaluation.unit_failed(error)
-        if request.remaining == 0 and not evaluation.over:
-            evaluation.request_done(request)
+        evaluation.units_back(request, [error])
 
     def release_delayed(self) -> None:
         """Units whose backoff is over wait for an engine again."""

@@ -15,7 +15,7 @@ the task named.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from .compose import group_pairs, merge_groups
 from .errors import RunFailed, UnitError, add_note
@@ -108,6 +108,17 @@ class Evaluation:
     def unit_failed(self, error: UnitError) -> None:
         if self.run.on_error == "raise":
             self.fail(error)
+
+    def units_back(self, request: UnitRequest, errors: Iterable[UnitError] = ()) -> None:
+        """A backend got units of ``request`` back (``errors``: those that failed, already
+        counted): failures act as ``on_error`` says; once all its units are back and the
+        run goes on, the request is done."""
+        for error in errors:
+            self.unit_failed(error)
+            if self.over:
+                break
+        if request.remaining == 0 and not self.over:
+            self.request_done(request)
 
     def fail(self, exc: BaseException) -> None:
         if self.over:

@@ -30,16 +30,40 @@ from .serialize import dumps
 from .states import COUNTS, RunState, UnitState, check_transition
 from .task import NOTHING, Task
 
-__all__ = ["Run", "Backend", "start_run"]
+__all__ = ["Run", "Backend", "Recorder", "start_run"]
 
 ON_ERROR = ("raise", "continue")
 
 
 class Backend(Protocol):
-    """What a run needs from whatever executes it (the cluster layer)."""
+    """What a run needs from whatever executes it (``nbtasks.cluster.Cluster``)."""
 
     def start_run(self, run: "Run") -> None: ...
     def cancel_run(self, run: "Run", reason: str) -> None: ...
+
+    def shared_digest(self) -> bytes:
+        """A digest of the values shared with the engines (``nt.shared``): unit results
+        may depend on them, so they enter unit keys."""
+
+
+class Recorder(Protocol):
+    """Where a run is recorded and finished units are looked up (``nbtasks.store``'s
+    ``Store``). The path of ``cache``: ``submit(cache=)`` → ``Run.cache`` →
+    ``Evaluation.request``: each request gets ``key(request)``; with ``cache`` on, the
+    units ``reuse(key)`` finds are taken instead of run."""
+
+    def key(self, request: Any) -> str | None:
+        """A request's key (its leaf's code and parameters, shared values, inputs); None
+        when it has none (unpicklable inputs)."""
+
+    def reuse(self, key: str) -> list:
+        """Stretches of units finished under ``key`` (``start, stop, offset, skip,
+        engine, blob, outcome``), newest first."""
+
+    def record(self, run: "Run", chunk: ChunkRecord, payload: bytes | None = None,
+               blob: int | None = None) -> None: ...
+
+    def track(self, run: "Run") -> None: ...
 
 
 class Run(cf.Future):
@@ -71,8 +95,8 @@ class Run(cf.Future):
         self._root_units: list | None = None  # the top fan-out's units, divided at submit
         self._prequeued: tuple[Node, int] | None = None  # and counted queued then
         self._progress_cond = threading.Condition()
-        #: where finished units are recorded and looked up (``nbtasks.store``), if anywhere
-        self.store = store
+        #: where finished units are recorded and looked up, if anywhere
+        self.store: Recorder | None = store
         self.cache = cache  # False: run every unit even if the store has it
         self.reused = 0  # units taken from the store instead of running
 

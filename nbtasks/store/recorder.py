@@ -136,9 +136,9 @@ class Store:
         if leaf is None:
             try:
                 leaf = leaf_digest(request.node.task, request.mode, request.params, request.extra)
-                shared = getattr(request.run.backend, "shared_digest", None)
-                if shared is not None:  # results may read shared values (nt.shared)
-                    leaf += shared()
+                backend = request.run.backend  # a core.run.Backend
+                if backend is not None:  # results may read shared values (nt.shared)
+                    leaf += backend.shared_digest()
             except Exception:
                 log.debug("nbtasks: no key for %r", request.node.name, exc_info=True)
                 return None

@@ -117,12 +117,7 @@ class InProcess:
         request.failed += len(errors)
         request.remaining -= n
         evaluation.run.report_chunk(ChunkRecord(request, start, stop, None, outcome, 0, errors))
-        for error in errors.values():
-            evaluation.unit_failed(error)
-            if evaluation.over:
-                break
-        if request.remaining == 0 and not evaluation.over:
-            evaluation.request_done(request)
+        evaluation.units_back(request, errors.values())
 
     @staticmethod
     def _unit_error(request: UnitRequest, index: int, failure: UnitFailure, outcome: ChunkOutcome) -> nt.UnitError:
