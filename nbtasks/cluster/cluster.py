@@ -185,6 +185,7 @@ class Cluster:
         # start and connect separately: start_and_connect_sync would draw ipyparallel's
         # own engine progress bar in a notebook, stuck at 0% in any saved output
         self._ipp.start_cluster_sync()
+        self._processes.remember(_launched(self._ipp))  # from now on, they die with this process
         self.client = self._ipp.connect_client_sync()
         self._wait_for_engines(self.n, self.engine_timeout)
         self._check_engines(self.client.ids)
@@ -382,3 +383,10 @@ class Cluster:
     def __repr__(self) -> str:
         where = "local" if self._owned else "connected"
         return f"<nbtasks.Cluster {where} {self.state.value}, {len(self.engines)}/{self.n} engines>"
+
+
+def _launched(cluster: Any) -> list[int]:
+    """Pids of the controller and engines an ipyparallel Cluster started on this host."""
+    launchers = [cluster.controller, *(el for es in (cluster.engines or {}).values()
+                                       for el in getattr(es, "launchers", {}).values())]
+    return [pid for pid in (getattr(launcher, "pid", None) for launcher in launchers) if isinstance(pid, int)]

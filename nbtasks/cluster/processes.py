@@ -8,22 +8,32 @@ from typing import Any
 
 import psutil
 
+from .guard import Guard
+
 __all__ = ["OwnProcesses", "in_plain_thread"]
 
 
 class OwnProcesses:
-    """Engines we started and their nannies, so that none outlives the cluster."""
+    """The controller, engines and nannies we started, so that none outlives the cluster:
+    ``reap()`` when it stops, and a :class:`Guard` for when its owner dies without stopping it."""
 
     def __init__(self) -> None:
         self._processes: list[psutil.Process] = []
+        self._guard: Guard | None = None
 
     def remember(self, pids: list[int]) -> None:
+        found = []
         for pid in pids:
             try:
-                engine = psutil.Process(pid)
-                self._processes += [engine, *engine.children(recursive=True)]
+                process = psutil.Process(pid)
+                found += [process, *process.children(recursive=True)]
             except psutil.Error:
                 pass
+        self._processes += found
+        if found:
+            if self._guard is None:
+                self._guard = Guard()
+            self._guard.watch([p.pid for p in found])
 
     def reap(self, grace: float = 0.5) -> None:
         """Kill those still alive ``grace`` seconds after their cluster was stopped.
@@ -40,6 +50,9 @@ class OwnProcesses:
                 pass
         psutil.wait_procs(alive, timeout=5)
         self._processes = []
+        if self._guard is not None:
+            self._guard.release()
+            self._guard = None
 
 
 def in_plain_thread(fn: Any) -> Any:
