@@ -16,13 +16,15 @@ import threading
 import time
 from typing import Any
 
+import psutil
+
 from ..core import shared as _shared
 from ..core.states import check_transition
 from ..core.hooks import hooks
 from ..core.serialize import dumps
 from .checks import check_engines
 from .dispatcher import Dispatcher
-from .errors import ClusterError, ClusterStopped
+from .errors import ClusterError, ClusterStopped, ControllerLost
 from .packages import pack
 from .processes import OwnProcesses, in_plain_thread
 from .shipments import Shipments
@@ -46,7 +48,7 @@ _C = ClusterState
 _CLUSTER_MOVES = {
     _C.NEW: {_C.STARTING, _C.STOPPED},
     _C.STARTING: {_C.RUNNING, _C.FAILED, _C.STOPPED},
-    _C.RUNNING: {_C.STOPPED},
+    _C.RUNNING: {_C.STOPPED, _C.FAILED},  # FAILED: its controller died
     _C.FAILED: {_C.STARTING, _C.STOPPED},  # connecting failed: starting a local one may still work
     _C.STOPPED: set(),
 }
@@ -145,6 +147,8 @@ class Cluster:
         with self._start_lock:
             if self.state is ClusterState.RUNNING:
                 return
+            if isinstance(self._start_error, ControllerLost):
+                raise ControllerLost(str(self._start_error))
             if self.state is ClusterState.FAILED and self._start_error is not None:
                 raise ClusterError(f"{self!r} failed to start: {self._start_error}") from self._start_error
             if self.state is ClusterState.STOPPED:
@@ -247,6 +251,26 @@ class Cluster:
 
     def _send(self, ids: list[int], fn: Any, arg: Any) -> Any:
         return self.client.direct_view(targets=ids).apply_sync(fn, arg)
+
+    def lost(self) -> Exception | None:
+        """A cluster we started whose controller died is failed for good, its engines
+        stopped; the dispatcher fails the runs on it (connected clusters: not checked)."""
+        if not self._owned or self._ipp is None or self.state is not ClusterState.RUNNING:
+            return None
+        controller = getattr(self._ipp.controller, "process", None)
+        try:
+            if controller is None or controller.is_running() and controller.status() != psutil.STATUS_ZOMBIE:
+                return None
+        except psutil.Error:  # gone (and reaped)
+            pass
+        error = ControllerLost(f"the controller of {self!r} died (pid {controller.pid}); "
+                               f"runs on it stopped, their finished units are in the store")
+        log.warning("nbtasks: %s", error)
+        with self._start_lock:
+            self._start_error = error
+            self._move(ClusterState.FAILED)
+        self._processes.reap(grace=0)  # its engines have no controller left to serve
+        return error
 
     def keep_size(self) -> None:
         """A cluster we started replaces engines that died, so it keeps its size.

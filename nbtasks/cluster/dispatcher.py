@@ -121,6 +121,9 @@ class Dispatcher:
                 self._poll_progress()
                 self.recovery.release_dying()
                 self.outcomes.release_delayed()
+                lost = self.cluster.lost()
+                if lost is not None:
+                    self._cluster_lost(lost)
                 self.cluster.keep_size()
                 self._schedule()
             except Exception:
@@ -350,6 +353,22 @@ class Dispatcher:
                     evaluation.fail(unit_exc)
                     return
         evaluation.fail(exc)
+
+    def _cluster_lost(self, error: Exception) -> None:
+        """Nothing sent will come back: every run fails with ``error`` now, and the units
+        that were out on engines count as cancelled (first: a run's error is final)."""
+        for chunks in self.flight.values():
+            for chunk in chunks:
+                chunk.lost = True  # should a reply come after all, it changes nothing
+                for request, start, stop in chunk.parts:
+                    request.node.units.cancel(stop - start, chunk.unit_state)
+                chunk.stream.in_flight -= 1
+                self.limits.finished(chunk.stream.node.task, chunk.n)
+            chunks.clear()
+        for evaluation in list(self.evaluations.values()):
+            if not evaluation.over:
+                evaluation.fail(error)
+            self.forget_if_over(evaluation)
 
     def _shutdown(self) -> None:
         for evaluation in list(self.evaluations.values()):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..core.errors import NbtasksError
 
-__all__ = ["ClusterError", "ClusterStopped", "EngineUnfit"]
+__all__ = ["ClusterError", "ClusterStopped", "ControllerLost", "EngineUnfit"]
 
 
 class ClusterError(NbtasksError, RuntimeError):
@@ -13,6 +13,11 @@ class ClusterError(NbtasksError, RuntimeError):
 
 class ClusterStopped(ClusterError):
     """The cluster was stopped: it takes no new runs, and runs still going on it fail."""
+
+
+class ControllerLost(ClusterError):
+    """The cluster's controller died: runs on it fail at once, and it takes no new ones
+    (their finished units are in the store for a run on another cluster)."""
 
 
 class EngineUnfit(ClusterError):

@@ -29,6 +29,10 @@ class EnginePool(Protocol):
     def keep_size(self) -> None:
         """Replace dead engines of a cluster nbtasks started (called every round)."""
 
+    def lost(self) -> Exception | None:
+        """Why the cluster can run nothing any more (its controller died), else None
+        (called every round)."""
+
     def usable_engines(self) -> list[int]:
         """Engines that may take chunks now (registered and checked)."""
 

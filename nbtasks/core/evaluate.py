@@ -124,8 +124,8 @@ class Evaluation:
         if self.over:
             return
         self.over = True
+        self._stop(self.run, f"failed: {exc}")  # first: queued units count as cancelled by then
         self.run.report_error(exc)
-        self._stop(self.run, f"failed: {exc}")
 
     # -- the composition -------------------------------------------------------
     def _root_done(self, value: Any) -> None:

@@ -238,3 +238,37 @@ def test_a_lost_reply_is_noticed_and_its_units_run_again(tmp_path):
         assert time.monotonic() - started < 15
         assert len(executions(tmp_path, 0)) == 2 and len(executions(tmp_path, 1)) == 1
         assert run.counts()["retried"] == 1
+
+
+def test_a_dead_controller_fails_its_runs_at_once_and_a_new_cluster_reuses_what_finished(tmp_path):
+    """Never a hang: runs on a cluster whose controller died fail with ControllerLost, later
+    submits there too; the units finished before are in the store for the next cluster."""
+    from nbtasks.cluster import ControllerLost
+
+    store = str(tmp_path / "runs.db")
+    task = nt.ParallelTask(nt.task(lambda x: time.sleep(0.02) or x * 3, name="tripled"))
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    with nt.Cluster(n=2, store=store) as own:
+        started = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+        [controller] = [p for p in started if p.ppid() == os.getpid() and "ipyparallel.controller" in p.cmdline()]
+        run = task.submit(range(300), cluster=own, progress=False)
+        while run.counts()["done"] < 60:
+            time.sleep(0.01)
+        for part in [controller, *controller.children(recursive=True)]:  # the hub and its schedulers
+            part.kill()
+        began = time.monotonic()
+        with pytest.raises(ControllerLost, match="controller .* died"):
+            run.result(30)
+        assert time.monotonic() - began < 5
+        counts = run.counts()
+        assert counts["queued"] == counts["running"] == 0 and counts["done"] >= 60
+        with pytest.raises(ControllerLost):
+            task.run(range(3), cluster=own, progress=False, timeout=10)
+        deadline = time.monotonic() + 10
+        while any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in started):
+            assert time.monotonic() < deadline, "engines left running without their controller"
+            time.sleep(0.1)
+    with nt.Cluster(n=2, store=store) as fresh:
+        again = task.submit(range(300), cluster=fresh, progress=False)
+        assert again.result(60) == [x * 3 for x in range(300)]
+        assert again.reused >= counts["done"] - 40  # the last second's units may not be written yet
