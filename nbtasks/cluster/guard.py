@@ -23,7 +23,7 @@ from typing import IO
 
 import psutil
 
-__all__ = ["Guard"]
+__all__ = ["Guard", "end"]
 
 GRACE = 2.0  # seconds between SIGTERM and SIGKILL
 
@@ -87,17 +87,24 @@ def _stop(watched: list[tuple[int, float]]) -> None:
             found += [process, *process.children(recursive=True)]
         except psutil.Error:
             continue
-    for process in found:
+    end(found, GRACE)
+
+
+def end(processes: list[psutil.Process], grace: float, terminate: bool = True) -> None:
+    """SIGTERM them (unless ``terminate`` is False: they were asked to stop already),
+    SIGKILL those still alive ``grace`` seconds later, and wait for them."""
+    for process in processes if terminate else ():
         try:
             process.terminate()
         except psutil.Error:
             pass
-    _, alive = psutil.wait_procs(found, timeout=GRACE)
+    _, alive = psutil.wait_procs(processes, timeout=grace)
     for process in alive:
         try:
             process.kill()
         except psutil.Error:
             pass
+    psutil.wait_procs(alive, timeout=5)
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import psutil
 
-from .guard import Guard
+from .guard import Guard, end
 
 __all__ = ["OwnProcesses", "in_plain_thread"]
 
@@ -42,13 +42,7 @@ class OwnProcesses:
         misses it; it lingers for seconds, and one was seen hanging on for good
         after its controller had gone. With the controller stopped it has no job left.
         """
-        _, alive = psutil.wait_procs(self._processes, timeout=grace)
-        for proc in alive:
-            try:
-                proc.kill()
-            except psutil.Error:
-                pass
-        psutil.wait_procs(alive, timeout=5)
+        end(self._processes, grace, terminate=False)
         self._processes = []
         if self._guard is not None:
             self._guard.release()
