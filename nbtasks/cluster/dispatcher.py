@@ -283,10 +283,8 @@ class Dispatcher:
             client.session.digest_history.clear()
 
     def _schedule(self) -> None:
-        if not self.streams:
-            return
-        engines = self.cluster.usable_engines()
-        if not engines:
+        engines = self.cluster.usable_engines()  # also when idle: engines that joined get checked
+        if not self.streams or not engines:
             return
         for engine in list(self.flight):
             if engine not in engines and not self.flight[engine]:

@@ -10,8 +10,11 @@ from nbtasks.ui.cluster_view import ClusterView
 def test_engines_table_updates_while_runs_go_on(cluster):
     view = ClusterView(cluster)
     pids = set(cluster.client[:].apply_sync(os.getpid))
-    for pid in pids:
-        assert f"<td>{pid}</td>" in view.widget.value
+    deadline = time.monotonic() + 5  # an engine that just joined (a replacement) is checked first
+    while not all(f"<td>{pid}</td>" in view.widget.value for pid in pids):
+        assert time.monotonic() < deadline, (pids, view.widget.value)
+        view.refresh()
+        time.sleep(0.05)
     run = nt.ParallelTask(time.sleep).submit([1.0] * 2, cluster=cluster, progress=False)
     deadline = time.monotonic() + 10
     while "nbtasks-engine-busy" not in view.widget.value:
