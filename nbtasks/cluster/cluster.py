@@ -44,6 +44,8 @@ class ClusterState(str, enum.Enum):
     FAILED = "failed"
 
 
+CONTROLLER_CHECK_EVERY = 0.5  # seconds between two looks at our controller's process
+
 _C = ClusterState
 _CLUSTER_MOVES = {
     _C.NEW: {_C.STARTING, _C.STOPPED},
@@ -85,6 +87,7 @@ class Cluster:
         self._shipments = Shipments(self._send)  # shared values and task packages
         self._start_lock = threading.Lock()
         self._start_error: BaseException | None = None
+        self._controller_checked = 0.0  # when lost() last looked at the controller process
         self._dispatcher = Dispatcher(self)
 
     # -- life cycle ---------------------------------------------------------------
@@ -257,6 +260,12 @@ class Cluster:
         stopped; the dispatcher fails the runs on it (connected clusters: not checked)."""
         if not self._owned or self._ipp is None or self.state is not ClusterState.RUNNING:
             return None
+        # the dispatch loop may go round hundreds of times a second: look at most twice
+        # (ipyparallel's own exit notice goes to the event loop of a thread long gone)
+        now = time.monotonic()
+        if now - self._controller_checked < CONTROLLER_CHECK_EVERY:
+            return None
+        self._controller_checked = now
         controller = getattr(self._ipp.controller, "process", None)
         try:
             if controller is None or controller.is_running() and controller.status() != psutil.STATUS_ZOMBIE:

@@ -25,29 +25,29 @@ from .usercode import codes_of, is_library_file, reach
 
 __all__ = ["CodeOrigins", "code_origins"]
 
-_MAX_LINES_BYTES = 2 << 20  # a file larger than this travels without its lines
-
-
 def _key(code: types.CodeType) -> tuple[str, int, bytes]:
     return code.co_name, code.co_firstlineno, hashlib.blake2b(code.co_code, digest_size=8).digest()
 
 
 @dataclass
 class CodeOrigins:
-    """The original file of each code object of a task, and the lines of those files."""
+    """The original file of each code object of a task, and the lines of that code.
+
+    Only the lines the task's code spans travel, not whole files: the task's blob goes
+    with every chunk."""
 
     files: dict[tuple[str, int, bytes], str] = field(default_factory=dict)
-    lines: dict[str, list[str]] = field(default_factory=dict)
+    lines: dict[str, dict[int, str]] = field(default_factory=dict)  # file -> line number -> text
 
     def file_of(self, code: types.CodeType) -> str | None:
         return self.files.get(_key(code))
 
     def install(self) -> None:
         """Give ``linecache`` the lines of the files this process cannot read itself."""
-        for name, lines in self.lines.items():
+        for name, known in self.lines.items():
             if not os.path.exists(name):
-                size = sum(map(len, lines))
-                linecache.cache[name] = (size, None, lines, name)  # mtime None: checkcache keeps it
+                lines = [known.get(n, "\n") for n in range(1, max(known) + 1)]
+                linecache.cache[name] = (sum(map(len, lines)), None, lines, name)  # mtime None: kept
 
     def frames(self, tb: types.TracebackType | None) -> list[traceback.FrameSummary]:
         """The frames of ``tb`` under their original file names (their lines read from there)."""
@@ -94,8 +94,8 @@ def code_origins(*roots: Any) -> CodeOrigins:
             if is_library_file(name):
                 continue  # engines have their own copy
             origins.files[_key(code)] = name
-            if name not in origins.lines:
-                lines = linecache.getlines(name)  # a cell's from the cache, a file's from disk
-                if lines and sum(map(len, lines)) <= _MAX_LINES_BYTES:
-                    origins.lines[name] = list(lines)
+            lines = linecache.getlines(name)  # a cell's from the cache, a file's from disk (once)
+            numbers = [n for _, _, n in code.co_lines() if n] or [code.co_firstlineno]
+            for n in range(code.co_firstlineno, min(max(numbers), len(lines)) + 1):
+                origins.lines.setdefault(name, {})[n] = lines[n - 1]
     return origins
