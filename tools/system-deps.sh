@@ -6,7 +6,11 @@
 #                                jlpm, shipped with jupyter-builder, is the package manager)
 #   tools/system-deps.sh         the above, plus make and chromium (browser tests: JupyterLab
 #                                in headless Chromium via Playwright, which uses
-#                                /usr/bin/chromium; never `playwright install`)
+#                                /usr/bin/chromium; never `playwright install`), and what the
+#                                test hosts in tests/hosts/ run on: network namespaces and
+#                                unshare (iproute2, util-linux), sshd (openssh-server, with
+#                                its client), a single-node Slurm (slurm-wlm, munge) and MPI
+#                                engines (mpich; mpi4py comes from the lock)
 # Idempotent and quiet; apt's output is shown only when it fails.
 set -euo pipefail
 
@@ -16,6 +20,13 @@ command -v node >/dev/null 2>&1 || missing+=(nodejs)
 if [ "${1:-all}" != build ]; then
     [ -x /usr/bin/chromium ] || missing+=(chromium)
     command -v make >/dev/null 2>&1 || missing+=(make)
+    command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+    command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
+    [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+    command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
+    [ -x /usr/sbin/slurmctld ] && [ -x /usr/sbin/slurmd ] || missing+=(slurm-wlm)
+    [ -x /usr/sbin/munged ] || missing+=(munge)
+    command -v mpiexec.mpich >/dev/null 2>&1 || missing+=(mpich)
 fi
 [ "${#missing[@]}" -eq 0 ] && exit 0
 
