@@ -27,6 +27,7 @@ from .dispatcher import Dispatcher
 from .errors import ClusterError, ClusterStopped, ControllerLost
 from .packages import pack
 from .processes import OwnProcesses, in_plain_thread
+from .replacements import Replacements
 from .shipments import Shipments
 
 __all__ = ["Cluster", "ClusterError", "ClusterState"]
@@ -83,7 +84,8 @@ class Cluster:
         self._checked: set[int] = set()
         self._processes = OwnProcesses()  # engines we started, and their nannies
         self.engine_info: dict[int, dict[str, Any]] = {}  # id -> host, pid (from the version check)
-        self._replacing: threading.Thread | None = None  # starting engines for dead ones
+        self._replacements: Replacements | None = None  # stops and replaces engines that left
+        self._replaced: set[int] = set()  # engines that left, handed to _replacements
         self._shipments = Shipments(self._send)  # shared values and task packages
         self._start_lock = threading.Lock()
         self._start_error: BaseException | None = None
@@ -188,6 +190,8 @@ class Cluster:
         options.setdefault("shutdown_atexit", False)  # our own stop() runs at exit, quietly
         self._ipp = ipp.Cluster(n=self.n, delay=0, controller_args=controller_args, config=config,
                                 log_level=logging.WARNING, **options)
+        self._replacements = Replacements(
+            self._ipp, lambda: self.state is ClusterState.RUNNING and not self._dispatcher.stopped)
         atexit.register(self.stop)
         # start and connect separately: start_and_connect_sync would draw ipyparallel's
         # own engine progress bar in a notebook, stuck at 0% in any saved output
@@ -282,39 +286,19 @@ class Cluster:
         return error
 
     def keep_size(self) -> None:
-        """A cluster we started replaces engines that died, so it keeps its size.
+        """A cluster we started replaces engines that left it, so it keeps its size.
 
-        Called on the dispatch thread; the engines start in the background and
-        receive work as soon as they register and pass the version check.
+        Called on the dispatch thread. An engine that left may still be alive (cut
+        off from the controller): it is stopped first, then replaced on its host
+        (``replacements.py``); new engines get work once they pass the version check.
         """
         if not self._owned or self._ipp is None or self.state is not ClusterState.RUNNING:
             return
-        if self._replacing is not None and self._replacing.is_alive():
-            return
-        missing = self.n - len(self.client.ids)
-        if missing <= 0:
-            return
-        log.info("nbtasks: %d engine(s) of %r died; starting replacements", missing, self)
-
-        before = set(self.client.ids)
-
-        def start() -> None:
-            # wait until the new engines registered (not for the full size: more may
-            # die meanwhile), so the next check does not start the same ones twice
-            try:
-                self._ipp.start_engines_sync(n=missing)
-                deadline = time.monotonic() + self.engine_timeout
-                seen: set[int] = set()
-                while len(seen) < missing and time.monotonic() < deadline:
-                    if self.state is not ClusterState.RUNNING:
-                        return
-                    seen |= set(self.client.ids) - before
-                    time.sleep(0.05)
-            except Exception:
-                log.warning("nbtasks: replacing engines failed", exc_info=True)
-
-        self._replacing = threading.Thread(target=start, name="nbtasks-replace", daemon=True)
-        self._replacing.start()
+        present = set(self.client.ids)
+        for engine in [e for e in self.engine_info if e not in present and e not in self._replaced]:
+            self._replaced.add(engine)
+            log.info("nbtasks: engine %s of %r left; stopping it for good and starting another", engine, self)
+            self._replacements.replace(engine, self.engine_info[engine].get("pid"))
 
     def usable_engines(self) -> list[int]:
         """Registered engines that passed the version check (new ones are checked here)."""
@@ -350,8 +334,8 @@ class Cluster:
         if self.state is ClusterState.STOPPED:
             return
         self._dispatcher.stop()
-        if self._replacing is not None:
-            self._replacing.join(30)  # do not stop the cluster under engines being started
+        if self._replacements is not None:
+            self._replacements.join(30)  # do not stop the cluster under engines being started
         self._close_client()
         if self._owned and self._ipp is not None:
             try:

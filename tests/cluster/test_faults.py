@@ -272,3 +272,40 @@ def test_a_dead_controller_fails_its_runs_at_once_and_a_new_cluster_reuses_what_
         again = task.submit(range(300), cluster=fresh, progress=False)
         assert again.result(60) == [x * 3 for x in range(300)]
         assert again.reused >= counts["done"] - 40  # the last second's units may not be written yet
+
+
+def test_an_engine_cut_off_from_its_controller_is_stopped_and_replaced(tmp_path):
+    """An engine that stops answering heartbeats (frozen with SIGSTOP here; a host whose
+    link went down looks the same to the controller) leaves the cluster while its process
+    lives on: its units run elsewhere, each completes once, and the orphan is killed and
+    replaced instead of left to come back with stale results."""
+
+    def slow(x, directory=str(tmp_path)):
+        time.sleep(0.05)
+        attempt(directory, x)
+        return -x
+
+    with nt.Cluster(n=2) as own:
+        pids = dict(zip(own.client.ids, own.client[:].apply_sync(os.getpid)))
+        victim = own.engines[0]
+        run = nt.ParallelTask(slow).submit(range(200), cluster=own, progress=False, store=False)
+        deadline = time.monotonic() + 60
+        while sum(len(executions(tmp_path, x)) for x in range(200)) < 40:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        os.kill(pids[victim], signal.SIGSTOP)  # alive, silent
+        try:
+            assert run.result(120) == [-x for x in range(200)]
+            assert [len(executions(tmp_path, x)) for x in range(200)] == [1] * 200
+            deadline = time.monotonic() + 60
+            while psutil.pid_exists(pids[victim]) and psutil.Process(pids[victim]).status() != psutil.STATUS_ZOMBIE:
+                assert time.monotonic() < deadline, "the cut-off engine was left running"
+                time.sleep(0.1)
+            while len(own.engines) < 2:
+                assert time.monotonic() < deadline, own.engines
+                time.sleep(0.1)
+            assert victim not in own.engines
+            assert nt.ParallelTask(abs).run([-1, -2, -3], cluster=own, progress=False, timeout=60) == [1, 2, 3]
+        finally:
+            if psutil.pid_exists(pids[victim]):
+                os.kill(pids[victim], signal.SIGKILL)
