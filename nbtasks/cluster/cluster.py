@@ -214,8 +214,9 @@ class Cluster:
         if not ids:
             return
         found = check_engines(self.client, ids, timeout)
-        if self._owned:
-            self._processes.remember([info["pid"] for info in found.values()])
+        if self._owned:  # ours to stop: the engines our launchers started here (not an SSH host's pids)
+            mine = {p.pid for p in psutil.Process().children(recursive=True)}
+            self._processes.remember([info["pid"] for info in found.values() if info["pid"] in mine])
         self.engine_info.update(found)
         self._checked.update(ids)
 
