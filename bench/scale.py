@@ -1,0 +1,493 @@
+"""Many engines on one machine: how close nbtasks gets to the ideal, and what it costs the controller.
+
+    scale.py (or run.py --only scale)             one fresh process per point
+      └─ point "nbtasks-32" ── nt.Cluster(n=32) ── 32 × 100 units of time.sleep(0.01)
+      │     │                                  └── raw ipyparallel on the same 32 engines (a second client)
+      │     └─ watched from outside: the controller's processes (psutil CPU), its IOPub stream
+      │        (a SUB socket of our own counts every message by type), the hub's count of
+      │        requests (``queue_status``), the engines' CPU
+      └─ point "nbtasks-8"  ── the same with 8 engines, so the trend shows
+
+Sleeping units keep the engines idle, so on 2 cores the client and the controller are what
+limits throughput; the ideal is engines ÷ unit time (3,200 units/s for 32 engines of 10 ms).
+
+How messages are counted (the controller's message rate): each request the controller routes
+(a chunk of nbtasks, a ``map`` chunk of ipyparallel) is two messages through it (request in,
+reply out) and is counted by the hub itself (``queue_status``: requests completed per engine);
+every IOPub message (``status`` busy/idle per request, ``data_message`` for units nbtasks streams
+back, ``stream`` output) passes the IOPub relay and is deserialized by the hub, and is counted
+by type on a SUB socket of our own. Heartbeats go to a separate process and are not counted as
+messages; the controller's CPU while idle shows their cost. CPU is measured with psutil: the
+hub (the controller's main process), its child processes (schedulers, relays, heart monitor),
+the engines (with their nannies) and this client (without the counting thread).
+
+Run: ``.venv/bin/python bench/scale.py`` (also ``bench/run.py --only scale``; part of ``make bench``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import glob
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"  # git-ignored
+RESULT_MARK = "@@SCALE-RESULT@@ "
+UNIT_S = 0.01  # each unit sleeps this long
+SHARE_BYTES = 4 << 20  # the shared value sent to every engine
+IDLE_S = 2.0  # seconds the idle controller is watched (heartbeats only)
+ENGINES = (32, 8)  # one point per engine count; the first also runs the raw ipyparallel peers
+IPP_CHUNKSIZES = (1, 10)  # raw ipyparallel map: its default, and 100 ms of work per message
+
+Result = dict[str, Any]
+
+
+# -- the work (module level: this file runs as __main__, so units travel by value) ------------
+def sleep_unit(x: int) -> int:
+    import time  # raw ipyparallel ships the function without this module's globals
+
+    time.sleep(0.01)
+    return x
+
+
+def hold(blob: bytes) -> int:
+    """What raw ipyparallel runs to broadcast a value (nbtasks' share keeps it, too)."""
+    globals()["_scale_held"] = blob
+    return len(blob)
+
+
+# -- watching the controller from outside --------------------------------------------------------
+_MSG_TYPE = re.compile(rb'"msg_type"\s*:\s*"([^"]+)"')
+
+
+class IopubCounter:
+    """Counts every message the controller's IOPub relay publishes, by type, on a socket of
+    its own (the client's IOPub socket is ipyparallel's; this one only counts)."""
+
+    def __init__(self, url: str) -> None:
+        import zmq
+
+        self._context = zmq.Context()
+        self._socket = self._context.socket(zmq.SUB)
+        self._socket.RCVHWM = 0
+        self._socket.setsockopt(zmq.SUBSCRIBE, b"")
+        self._socket.connect(url)
+        self._counts: collections.Counter[str] = collections.Counter()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.native_id: int | None = None  # so its CPU is not counted as the client's
+        self._thread = threading.Thread(target=self._loop, name="scale-iopub-counter", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        self.native_id = threading.get_native_id()
+        while not self._stop.is_set():
+            if not self._socket.poll(100):
+                continue
+            frames = self._socket.recv_multipart()
+            try:
+                header = frames[frames.index(b"<IDS|MSG>") + 2]
+                match = _MSG_TYPE.search(header)
+                kind = match.group(1).decode() if match else "?"
+            except (ValueError, IndexError):
+                kind = "?"
+            with self._lock:
+                self._counts[kind] += 1
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self._socket.close(linger=0)
+        self._context.term()
+
+
+def cpu_seconds(proc: Any) -> float:
+    import psutil
+
+    try:
+        t = proc.cpu_times()
+        return t.user + t.system
+    except psutil.Error:
+        return 0.0
+
+
+class Watch:
+    """CPU of the controller (hub and children), the engines and this client, and the
+    messages the controller handled, over a stretch of time."""
+
+    def __init__(self, client: Any, iopub: IopubCounter, ipython_dir: str, log_dir: str) -> None:
+        import psutil
+
+        from run import ipp_processes
+
+        self.client = client
+        self.iopub = iopub
+        self.me = psutil.Process()
+        ours = ipp_processes(ipython_dir)
+        controllers = [p for p in ours if "controller" in " ".join(p.cmdline())]
+        pids = {p.pid for p in controllers}
+        roots = [p for p in controllers if p.ppid() not in pids]
+        if len(roots) != 1:
+            raise RuntimeError(f"expected one ipyparallel controller under {ipython_dir}, found {len(roots)}")
+        self.hub = roots[0]
+        self.children = {p.pid: p for p in self.hub.children(recursive=True)}
+        self.children.update((p.pid, p) for p in controllers if p.pid != self.hub.pid)
+        self.ipython_dir = ipython_dir
+        self.log_dir = log_dir
+        #: CPU seconds spent so far, i.e. on starting: registering every engine, the check
+        self.spent = {"hub": cpu_seconds(self.hub), "engines": sum(map(cpu_seconds, self._engines())),
+                      "controller_children": sum(map(cpu_seconds, self.children.values()))}
+
+    def _engines(self) -> list[Any]:
+        from run import ipp_processes
+
+        return [p for p in ipp_processes(self.ipython_dir) if p.pid != self.hub.pid and p.pid not in self.children]
+
+    def _client_cpu(self) -> float:
+        total = cpu_seconds(self.me)
+        for thread in self.me.threads():
+            if thread.id == self.iopub.native_id:
+                total -= thread.user_time + thread.system_time
+        return total
+
+    def _requests(self) -> int:
+        status = self.client.queue_status()
+        return sum(v["completed"] for k, v in status.items() if k != "unassigned")
+
+    def _log_bytes(self) -> int:
+        """The controller writes a line per request and per IOPub message it cannot file."""
+        return sum(os.path.getsize(f) for f in glob.glob(os.path.join(self.log_dir, "ipcontroller-*.log")))
+
+    def _sample(self) -> dict[str, Any]:
+        return {"t": time.perf_counter(), "requests": self._requests(), "iopub": self.iopub.counts(),
+                "client": self._client_cpu(), "hub": cpu_seconds(self.hub), "log": self._log_bytes(),
+                "children": {pid: cpu_seconds(p) for pid, p in self.children.items()},
+                "engines": {p.pid: cpu_seconds(p) for p in self._engines()}}
+
+    @contextlib.contextmanager
+    def over(self, out: Result) -> Iterator[None]:
+        """Fill ``out`` with what happened while the block ran."""
+        time.sleep(0.3)  # IOPub messages of what came before are counted before the start
+        before = self._sample()
+        t0 = time.perf_counter()
+        yield
+        wall = time.perf_counter() - t0
+        time.sleep(0.3)  # the run's last IOPub messages (status idle) reach the counter
+        after = self._sample()
+        span = after["t"] - before["t"]
+        iopub = {k: after["iopub"].get(k, 0) - before["iopub"].get(k, 0) for k in after["iopub"]}
+        children = [after["children"][pid] - before["children"].get(pid, 0.0) for pid in after["children"]]
+        engines = sum(after["engines"][pid] - before["engines"].get(pid, 0.0) for pid in after["engines"])
+        out.update(wall=wall, span=span, requests=after["requests"] - before["requests"],
+                   log_bytes=after["log"] - before["log"],
+                   iopub={k: v for k, v in iopub.items() if v}, cpu={
+                       "client": after["client"] - before["client"], "hub": after["hub"] - before["hub"],
+                       "children": sum(children), "busiest_child": max(children, default=0.0),
+                       "engines": engines})
+
+
+def messages(sample: Result) -> int:
+    """Messages through the controller: each request in and its reply out, and every IOPub message."""
+    return 2 * sample["requests"] + sum(sample["iopub"].values())
+
+
+# -- one point: a cluster of N engines in this process ---------------------------------------------
+def client_file(profile_dir: str, cluster_id: str) -> str:
+    found = glob.glob(os.path.join(profile_dir, "security", f"ipcontroller-{cluster_id}-client.json"))
+    if not found:
+        raise RuntimeError(f"no client connection file for cluster {cluster_id!r} in {profile_dir}")
+    return found[0]
+
+
+def iopub_url(connection_file: str) -> str:
+    with open(connection_file) as f:
+        info = json.load(f)
+    return f"{info['interface']}:{info['iopub']}"
+
+
+def measured_sleep() -> float:
+    """What ``time.sleep(0.01)`` really takes here (the ideal uses the nominal 10 ms)."""
+    t0 = time.perf_counter()
+    for _ in range(50):
+        time.sleep(UNIT_S)
+    return (time.perf_counter() - t0) / 50
+
+
+def run_point(engines: int, units_per_engine: int, repeats: int, peers: bool) -> Result:
+    import ipyparallel as ipp
+
+    import nbtasks as nt
+    from nbtasks.cluster.checks import check_engines
+
+    units = engines * units_per_engine
+    out: Result = {"engines": engines, "units": units, "sleep_s": measured_sleep(), "runs": [], "peers": {}}
+    t0 = time.perf_counter()
+    cluster = nt.Cluster(n=engines, engine_timeout=240.0)
+    try:
+        cluster.start()
+        out["start_s"] = time.perf_counter() - t0
+        connection = client_file(cluster.profile_dir, cluster.cluster_id)
+        peer = ipp.Client(connection)  # queue_status, raw ipyparallel, the check on its own
+        iopub = IopubCounter(iopub_url(connection))
+        try:
+            watch = Watch(peer, iopub, os.environ["IPYTHONDIR"], os.path.join(cluster.profile_dir, "log"))
+            out["start_cpu"] = watch.spent
+            out["idle"] = {}
+            with watch.over(out["idle"]):
+                time.sleep(IDLE_S)
+            t1 = time.perf_counter()
+            check_engines(peer, list(peer.ids))
+            out["check_s"] = time.perf_counter() - t1
+
+            def go(n: int) -> Any:
+                return nt.ParallelTask(sleep_unit).submit(range(n), cluster=cluster, progress=False, cache=False)
+
+            go(2 * engines).result()  # warm-up: every engine has the task and has run a chunk
+            for _ in range(repeats):
+                sample: Result = {}
+                with watch.over(sample):
+                    run = go(units)
+                    result = run.result()
+                assert result == list(range(units)), "wrong result"
+                sample["chunks"] = len(run.chunks_since(0))
+                out["runs"].append(sample)
+            share: Result = {}
+            with watch.over(share):
+                cluster.share(scale_blob=b"x" * SHARE_BYTES)
+            out["share"] = share
+            if peers:
+                out["peers"] = raw_peers(peer, watch, units, repeats)
+        finally:
+            iopub.close()
+            peer.close()
+    finally:
+        cluster.stop()
+    return out
+
+
+def raw_peers(peer: Any, watch: Watch, units: int, repeats: int) -> Result:
+    """Raw ipyparallel on the same engines: LoadBalancedView.map, and broadcasting a value."""
+    found: Result = {}
+    view = peer.load_balanced_view()
+    view.map(sleep_unit, range(len(peer.ids)), block=True)  # warm-up
+    for chunksize in IPP_CHUNKSIZES:
+        samples = []
+        for _ in range(1 if chunksize == 1 else repeats):
+            sample: Result = {}
+            with watch.over(sample):
+                assert view.map(sleep_unit, range(units), chunksize=chunksize, block=True) == list(range(units))
+            samples.append(sample)
+            peer.purge_local_results("all")
+        found[f"ipp-map-{chunksize}"] = min(samples, key=lambda s: s["wall"])
+    blob = b"x" * SHARE_BYTES
+    for name, broadcast in (("ipp-direct", peer.direct_view(targets=list(peer.ids))),
+                            ("ipp-broadcast", peer.broadcast_view(targets=list(peer.ids), is_coalescing=True))):
+        sample = {}
+        with watch.over(sample):
+            broadcast.apply_sync(hold, blob)
+        found[name] = sample
+    return found
+
+
+# -- orchestration: each point in a fresh process, with the orphan check ----------------------------
+def point_command(engines: int, peers: bool, args: argparse.Namespace) -> list[str]:
+    return [sys.executable, str(Path(__file__).resolve()), "--point", str(engines), *(["--peers"] if peers else []),
+            "--units-per-engine", str(args.units_per_engine), "--repeats", str(args.repeats)]
+
+
+def measure(args: argparse.Namespace | None = None, env: dict[str, str] | None = None) -> Result:
+    """Every point in its own process (``env`` must set ``IPYTHONDIR`` to a directory of the
+    bench's own); processes a point leaves behind are reported and ended."""
+    from run import reap_orphans
+
+    args = args if args is not None and hasattr(args, "units_per_engine") else parse_args([])
+    env = dict(os.environ) if env is None else env
+    points: Result = {}
+    orphans: list[int] = []
+    for i, engines in enumerate(args.engines):
+        name = f"{engines} engines"
+        try:
+            proc = subprocess.run(point_command(engines, i == 0, args), env=env, capture_output=True, text=True,
+                                  timeout=args.point_timeout)
+            points[name] = last_result(proc)
+        except subprocess.TimeoutExpired:
+            points[name] = {"error": f"timed out after {args.point_timeout:g}s"}
+        finally:
+            orphans += reap_orphans(env["IPYTHONDIR"])
+    first = next(iter(points.values()), {})
+    walls = [r["wall"] for r in first.get("runs", [])]
+    return {"points": points, "orphans": orphans, "times": walls or [float("nan")],
+            "best": min(walls, default=float("nan")), "peak_mb": first.get("peak_mb", float("nan"))}
+
+
+def last_result(proc: subprocess.CompletedProcess) -> Result:
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(RESULT_MARK):
+            return json.loads(line[len(RESULT_MARK):])
+    tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
+    return {"error": f"exit code {proc.returncode}:\n{tail}"}
+
+
+# -- the report ------------------------------------------------------------------------------------
+def pct(seconds: float, span: float) -> str:
+    return f"{100 * seconds / span:.0f}%" if span else "n/a"
+
+
+def peers_of(point: Result) -> list[tuple[str, Result]]:
+    """(label, sample) of every throughput measurement of a point: nbtasks' best run, raw ipyparallel."""
+    runs = point["runs"]
+    best = min(runs, key=lambda s: s["wall"])
+    found = [(f"nbtasks `ParallelTask` (best of {len(runs)}: {best['chunks']} chunks)", best)]
+    for chunksize in IPP_CHUNKSIZES:
+        sample = point["peers"].get(f"ipp-map-{chunksize}")
+        if sample:
+            found.append((f"ipyparallel `LoadBalancedView.map`, chunksize={chunksize}", sample))
+    return found
+
+
+def throughput_rows(point: Result) -> list[str]:
+    e, units = point["engines"], point["units"]
+    ideal = e / UNIT_S
+    rows = []
+    for label, s in peers_of(point):
+        rate = units / s["wall"]
+        rows.append(f"| {label} | {e} | {units:,} | {s['wall']:.2f} | {rate:,.0f} | {100 * rate / ideal:.0f}% |")
+    return rows
+
+
+def message_rows(point: Result) -> list[str]:
+    rows = []
+    for label, s in peers_of(point):
+        iopub, cpu, span = s["iopub"], s["cpu"], s["span"]
+        status, data = iopub.get("status", 0), iopub.get("data_message", 0)
+        other = sum(iopub.values()) - status - data
+        total = messages(s)
+        rows.append(f"| {label.split(' (')[0]} | {point['engines']} | {s['requests']:,} | {status:,} | {data:,} "
+                    f"| {other:,} | {total / span:,.0f} | {1e6 * cpu['hub'] / max(total, 1):,.0f} "
+                    f"| {s['log_bytes'] / 1024:,.0f} | {pct(cpu['client'], span)} | {pct(cpu['hub'], span)} "
+                    f"| {pct(cpu['children'], span)} | {pct(cpu['engines'], span)} |")
+    return rows
+
+
+def idle_share(point: Result) -> float:
+    idle = point["idle"]
+    return (idle["cpu"]["hub"] + idle["cpu"]["children"]) / idle["span"]
+
+
+def setup_row(point: Result) -> str:
+    e, idle, spent = point["engines"], point["idle"], point["start_cpu"]
+    idle_cpu = idle["cpu"]["hub"] + idle["cpu"]["children"]
+    direct = point["peers"].get("ipp-direct", {}).get("wall")
+    broadcast = point["peers"].get("ipp-broadcast", {}).get("wall")
+    return (f"| {e} | {point['start_s']:.1f} | {spent['engines'] / e:.2f} | {spent['hub']:.2f} "
+            f"| {point['check_s']:.2f} | {pct(idle_cpu, idle['span'])} "
+            f"(busiest process {pct(idle['cpu']['busiest_child'], idle['span'])}) | {point['share']['wall']:.2f} "
+            f"| {'' if direct is None else f'{direct:.2f}'} | {'' if broadcast is None else f'{broadcast:.2f}'} |")
+
+
+def report(result: Result) -> list[str]:
+    """The markdown section of ``bench/run.py``'s report (and of this script's)."""
+    points = result.get("points", {})
+    ok = [p for p in points.values() if "error" not in p]
+    counts = " and ".join(str(p["engines"]) for p in ok) or "?"
+    lines = [f"### 5. Many engines: units of {UNIT_S * 1000:g} ms (`time.sleep`) on {counts} local engines", ""]
+    lines += [f"{name}: error: {p['error']}" for name, p in points.items() if "error" in p]
+    if not ok:
+        return lines
+    lines += ["| peer | engines | units | wall (s) | units/s | of ideal |", "|---|---:|---:|---:|---:|---:|"]
+    for p in ok:
+        lines += throughput_rows(p)
+    sleeps = ", ".join(f"{p['sleep_s'] * 1000:.2f} ms" for p in ok)
+    lines += ["", f"Ideal = engines ÷ 10 ms (`time.sleep(0.01)` took {sleeps} in the measuring process). "
+              "Every nbtasks run: " + "; ".join(
+                  f"{p['engines']} engines {[round(r['wall'], 2) for r in p['runs']]} s" for p in ok) + ".", ""]
+    lines += ["| peer | engines | requests | IOPub `status` | IOPub `data_message` | IOPub other "
+              "| controller msgs/s | hub CPU per msg (µs) | controller log (KiB) "
+              "| client CPU | hub CPU | rest of controller CPU | engines CPU |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for p in ok:
+        lines += message_rows(p)
+    lines += ["", "Requests are counted by the hub (`queue_status`): each is a message in and its reply out. "
+              "IOPub messages are counted by type on a socket of our own (`data_message`: finished units "
+              "nbtasks streams back while a chunk goes on). Controller msgs/s = (2 × requests + IOPub) over "
+              "the watched span (the run and 0.3 s after it); heartbeats are not in it. CPU is a share of one "
+              "core over that span (the machine has 2); the client's leaves out the counting thread.", ""]
+    lines += ["| engines | start: registered and checked (s) | engine start CPU (s each) | hub CPU by then (s) "
+              "| the check, warm (s) | idle controller CPU (100 ms heartbeats) "
+              "| `cluster.share` 4 MiB (s) | raw `DirectView.apply` 4 MiB (s) | raw `BroadcastView.apply` 4 MiB (s) |",
+              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [setup_row(p) for p in ok]
+    if len(ok) > 1:
+        big, small = max(ok, key=lambda p: p["engines"]), min(ok, key=lambda p: p["engines"])
+        more = big["engines"] - small["engines"]
+        if more:
+            lines += ["", f"Each engine more added {(big['start_s'] - small['start_s']) / more:.2f} s to the start "
+                      f"(engines start at once; on 2 cores their imports queue) and "
+                      f"{1000 * (big['start_cpu']['hub'] - small['start_cpu']['hub']) / more:.0f} ms of hub CPU "
+                      f"(registration and the check); the idle controller's CPU grew by "
+                      f"{100 * (idle_share(big) - idle_share(small)) / more:.2f} points of a core per engine."]
+    orphans = result.get("orphans", [])
+    lines += ["", "Orphaned processes after the scale points: "
+              + (f"{len(orphans)} (terminated: pids {orphans})" if orphans else "none")]
+    return lines
+
+
+# -- command line ----------------------------------------------------------------------------------
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--engines", nargs="+", type=int, default=list(ENGINES),
+                   help="engine counts, one point each (the first also runs the raw ipyparallel peers)")
+    p.add_argument("--units-per-engine", type=int, default=100)
+    p.add_argument("--repeats", type=int, default=3, help="timed nbtasks runs per point; the best is reported")
+    p.add_argument("--point-timeout", type=float, default=240.0)
+    p.add_argument("--point", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--peers", action="store_true", help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def run_point_here(args: argparse.Namespace) -> None:
+    import resource
+
+    result = run_point(args.point, args.units_per_engine, args.repeats, peers=args.peers)
+    result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(RESULT_MARK + json.dumps(result), flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.point is not None:
+        run_point_here(args)
+        return 0
+    from run import bench_environment
+
+    t0 = time.perf_counter()
+    with bench_environment() as (env, _):
+        result = measure(args, env)
+    text = "\n".join(report(result)) + "\n"
+    print(text)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "scale.md").write_text(text)
+    (RESULTS / "scale.json").write_text(json.dumps(result, indent=1))
+    print(f"written to {RESULTS / 'scale.md'} and scale.json")
+    print(f"\nscale bench took {time.perf_counter() - t0:.0f} s")
+    failed = [name for name, p in result["points"].items() if "error" in p]
+    return 1 if failed or result["orphans"] else 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(HERE))  # run.py's helpers, also when started from elsewhere
+    sys.exit(main())
