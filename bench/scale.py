@@ -1,15 +1,16 @@
 """Many engines on one machine: how close nbtasks gets to the ideal, and what it costs the controller.
 
-    scale.py (or run.py --only scale)             one fresh process per point
-      └─ point "nbtasks-32" ── nt.Cluster(n=32) ── 32 × 100 units of time.sleep(0.01)
-      │     │                                  └── raw ipyparallel on the same 32 engines (a second client)
+    run.py --only scale (or scale.py)             one fresh process per point
+      ├─ point scale-32 ── nt.Cluster(n=32) ── 32 × 100 units of time.sleep(0.01), nt.ParallelTask
+      │     │                              └── raw ipyparallel on the same 32 engines (a second client)
       │     └─ watched from outside: the controller's processes (psutil CPU), its IOPub stream
-      │        (a SUB socket of our own counts every message by type), the hub's count of
-      │        requests (``queue_status``), the engines' CPU
-      └─ point "nbtasks-8"  ── the same with 8 engines, so the trend shows
+      │        (a SUB socket of our own counts every message by type), the hub's own count of
+      │        requests (``queue_status``), the engines' CPU, the controller's log
+      └─ point scale-8  ── the same with 8 engines, so the trend shows
 
-Sleeping units keep the engines idle, so on 2 cores the client and the controller are what
-limits throughput; the ideal is engines ÷ unit time (3,200 units/s for 32 engines of 10 ms).
+A unit sleeps, so the engines' CPU is only what running units costs them (messages, pickling),
+and on 2 cores the client, the controller and that overhead are what limits throughput; the
+ideal is engines ÷ unit time (3,200 units/s for 32 engines of 10 ms).
 
 How messages are counted (the controller's message rate): each request the controller routes
 (a chunk of nbtasks, a ``map`` chunk of ipyparallel) is two messages through it (request in,
@@ -21,7 +22,8 @@ messages; the controller's CPU while idle shows their cost. CPU is measured with
 hub (the controller's main process), its child processes (schedulers, relays, heart monitor),
 the engines (with their nannies) and this client (without the counting thread).
 
-Run: ``.venv/bin/python bench/scale.py`` (also ``bench/run.py --only scale``; part of ``make bench``).
+Run: ``.venv/bin/python bench/scale.py [--engines 32 8]`` on its own, or as part of
+``make bench`` / ``bench/run.py --only scale``.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"  # git-ignored
@@ -48,6 +50,8 @@ SHARE_BYTES = 4 << 20  # the shared value sent to every engine
 IDLE_S = 2.0  # seconds the idle controller is watched (heartbeats only)
 ENGINES = (32, 8)  # one point per engine count; the first also runs the raw ipyparallel peers
 IPP_CHUNKSIZES = (1, 10)  # raw ipyparallel map: its default, and 100 ms of work per message
+UNITS_PER_ENGINE = 100
+REPEATS = 3  # timed nbtasks runs per point; the best is reported
 
 Result = dict[str, Any]
 
@@ -228,10 +232,17 @@ def measured_sleep() -> float:
 
 
 def run_point(engines: int, units_per_engine: int, repeats: int, peers: bool) -> Result:
+    """One cluster of ``engines``; with ``peers``, raw ipyparallel on the same engines too."""
+    import resource
+
+    import cloudpickle
     import ipyparallel as ipp
 
     import nbtasks as nt
     from nbtasks.cluster.checks import check_engines
+
+    if __name__ != "__main__":  # imported by run.py: engines cannot import this module
+        cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
     units = engines * units_per_engine
     out: Result = {"engines": engines, "units": units, "sleep_s": measured_sleep(), "runs": [], "peers": {}}
@@ -276,6 +287,8 @@ def run_point(engines: int, units_per_engine: int, repeats: int, peers: bool) ->
             peer.close()
     finally:
         cluster.stop()
+    walls = [r["wall"] for r in out["runs"]]  # what run.py's progress line shows
+    out.update(times=walls, best=min(walls), peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return out
 
 
@@ -314,7 +327,7 @@ def measure(args: argparse.Namespace | None = None, env: dict[str, str] | None =
     bench's own); processes a point leaves behind are reported and ended."""
     from run import reap_orphans
 
-    args = args if args is not None and hasattr(args, "units_per_engine") else parse_args([])
+    args = parse_args([]) if args is None else args
     env = dict(os.environ) if env is None else env
     points: Result = {}
     orphans: list[int] = []
@@ -328,10 +341,7 @@ def measure(args: argparse.Namespace | None = None, env: dict[str, str] | None =
             points[name] = {"error": f"timed out after {args.point_timeout:g}s"}
         finally:
             orphans += reap_orphans(env["IPYTHONDIR"])
-    first = next(iter(points.values()), {})
-    walls = [r["wall"] for r in first.get("runs", [])]
-    return {"points": points, "orphans": orphans, "times": walls or [float("nan")],
-            "best": min(walls, default=float("nan")), "peak_mb": first.get("peak_mb", float("nan"))}
+    return {"points": points, "orphans": orphans}
 
 
 def last_result(proc: subprocess.CompletedProcess) -> Result:
@@ -399,13 +409,13 @@ def setup_row(point: Result) -> str:
             f"| {'' if direct is None else f'{direct:.2f}'} | {'' if broadcast is None else f'{broadcast:.2f}'} |")
 
 
-def report(result: Result) -> list[str]:
-    """The markdown section of ``bench/run.py``'s report (and of this script's)."""
-    points = result.get("points", {})
+def report(points: dict[str, Result], orphans: list[int] | None = None) -> list[str]:
+    """The markdown section of ``bench/run.py``'s report (and of this script's, with its ``orphans``)."""
     ok = [p for p in points.values() if "error" not in p]
     counts = " and ".join(str(p["engines"]) for p in ok) or "?"
-    lines = [f"### 5. Many engines: units of {UNIT_S * 1000:g} ms (`time.sleep`) on {counts} local engines", ""]
-    lines += [f"{name}: error: {p['error']}" for name, p in points.items() if "error" in p]
+    lines = [f"### 6. Many engines: units of {UNIT_S * 1000:g} ms (`time.sleep`) on {counts} local engines", ""]
+    failed = [f"{name}: error: {p['error']}" for name, p in points.items() if "error" in p]
+    lines += failed + [""] if failed else []
     if not ok:
         return lines
     lines += ["| peer | engines | units | wall (s) | units/s | of ideal |", "|---|---:|---:|---:|---:|---:|"]
@@ -440,10 +450,28 @@ def report(result: Result) -> list[str]:
                       f"{1000 * (big['start_cpu']['hub'] - small['start_cpu']['hub']) / more:.0f} ms of hub CPU "
                       f"(registration and the check); the idle controller's CPU grew by "
                       f"{100 * (idle_share(big) - idle_share(small)) / more:.2f} points of a core per engine."]
-    orphans = result.get("orphans", [])
-    lines += ["", "Orphaned processes after the scale points: "
-              + (f"{len(orphans)} (terminated: pids {orphans})" if orphans else "none")]
+    if orphans is not None:
+        lines += ["", "Orphaned processes after the scale points: "
+                  + (f"{len(orphans)} (terminated: pids {orphans})" if orphans else "none")]
     return lines
+
+
+# -- as part of bench/run.py: one measurement per point, each in run.py's fresh subprocess ----------
+def _point_worker(engines: int, peers: bool) -> Callable[[argparse.Namespace], Result]:
+    return lambda _args: run_point(engines, UNITS_PER_ENGINE, REPEATS, peers)
+
+
+PLAN = [f"scale-{engines}" for engines in ENGINES]
+WORKERS: dict[str, Callable[[argparse.Namespace], Result]] = {
+    name: _point_worker(engines, i == 0) for i, (name, engines) in enumerate(zip(PLAN, ENGINES))}
+
+
+def table(results: dict[str, Result], args: argparse.Namespace) -> list[str]:
+    """This section of run.py's report (run.py reports orphans itself)."""
+    points = {name: results[name] for name in PLAN if name in results}
+    if all(p.get("error", "").startswith("not run") for p in points.values()):
+        return ["### 6. Many engines: not run (`--only scale` runs it)"]
+    return report(points)
 
 
 # -- command line ----------------------------------------------------------------------------------
@@ -451,8 +479,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--engines", nargs="+", type=int, default=list(ENGINES),
                    help="engine counts, one point each (the first also runs the raw ipyparallel peers)")
-    p.add_argument("--units-per-engine", type=int, default=100)
-    p.add_argument("--repeats", type=int, default=3, help="timed nbtasks runs per point; the best is reported")
+    p.add_argument("--units-per-engine", type=int, default=UNITS_PER_ENGINE)
+    p.add_argument("--repeats", type=int, default=REPEATS, help="timed nbtasks runs per point; the best is reported")
     p.add_argument("--point-timeout", type=float, default=240.0)
     p.add_argument("--point", type=int, help=argparse.SUPPRESS)
     p.add_argument("--peers", action="store_true", help=argparse.SUPPRESS)
@@ -460,10 +488,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run_point_here(args: argparse.Namespace) -> None:
-    import resource
-
     result = run_point(args.point, args.units_per_engine, args.repeats, peers=args.peers)
-    result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(RESULT_MARK + json.dumps(result), flush=True)
 
 
@@ -477,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     with bench_environment() as (env, _):
         result = measure(args, env)
-    text = "\n".join(report(result)) + "\n"
+    text = "\n".join(report(result["points"], result["orphans"])) + "\n"
     print(text)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "scale.md").write_text(text)
