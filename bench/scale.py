@@ -35,6 +35,7 @@ import glob
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import threading
@@ -161,12 +162,16 @@ class Watch:
 
         return [p for p in ipp_processes(self.ipython_dir) if p.pid != self.hub.pid and p.pid not in self.children]
 
-    def _client_cpu(self) -> float:
-        total = cpu_seconds(self.me)
+    def _client_cpu(self) -> tuple[float, float]:
+        """This process's CPU without the counting thread, and the part of it nbtasks' store thread used."""
+        store = next((t.native_id for t in threading.enumerate() if t.name == "nbtasks-store"), None)
+        total, recording = cpu_seconds(self.me), 0.0
         for thread in self.me.threads():
             if thread.id == self.iopub.native_id:
                 total -= thread.user_time + thread.system_time
-        return total
+            elif thread.id == store:
+                recording = thread.user_time + thread.system_time
+        return total, recording
 
     def _requests(self) -> int:
         status = self.client.queue_status()
@@ -189,7 +194,7 @@ class Watch:
         before = self._sample()
         t0 = time.perf_counter()
         yield
-        wall = time.perf_counter() - t0
+        wall = out.get("wall", time.perf_counter() - t0)  # the block may time the part that matters
         time.sleep(0.3)  # the run's last IOPub messages (status idle) reach the counter
         after = self._sample()
         span = after["t"] - before["t"]
@@ -199,7 +204,8 @@ class Watch:
         out.update(wall=wall, span=span, requests=after["requests"] - before["requests"],
                    log_bytes=after["log"] - before["log"],
                    iopub={k: v for k, v in iopub.items() if v}, cpu={
-                       "client": after["client"] - before["client"], "hub": after["hub"] - before["hub"],
+                       "client": after["client"][0] - before["client"][0], "hub": after["hub"] - before["hub"],
+                       "store": after["client"][1] - before["client"][1],
                        "children": sum(children), "busiest_child": max(children, default=0.0),
                        "engines": engines})
 
@@ -223,6 +229,21 @@ def iopub_url(connection_file: str) -> str:
     return f"{info['interface']}:{info['iopub']}"
 
 
+def stored(run_id: str) -> Result:
+    """What the run store holds of a run: rows of finished chunk parts, and their result blobs."""
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{os.environ['NBTASKS_STORE']}?mode=ro", uri=True)
+    try:
+        rows, blobs, units = db.execute("SELECT COUNT(*), COUNT(DISTINCT blob), SUM(done) FROM parts WHERE run = ?",
+                                        (run_id,)).fetchone()
+        size, = db.execute("SELECT COALESCE(SUM(size), 0) FROM blobs WHERE id IN "
+                           "(SELECT blob FROM parts WHERE run = ?)", (run_id,)).fetchone()
+    finally:
+        db.close()
+    return {"rows": rows, "blobs": blobs, "units": units, "blob_bytes": size}
+
+
 def measured_sleep() -> float:
     """What ``time.sleep(0.01)`` really takes here (the ideal uses the nominal 10 ms)."""
     t0 = time.perf_counter()
@@ -240,6 +261,7 @@ def run_point(engines: int, units_per_engine: int, repeats: int, peers: bool) ->
 
     import nbtasks as nt
     from nbtasks.cluster.checks import check_engines
+    from nbtasks.store.recorder import Store
 
     if __name__ != "__main__":  # imported by run.py: engines cannot import this module
         cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -271,10 +293,13 @@ def run_point(engines: int, units_per_engine: int, repeats: int, peers: bool) ->
             for _ in range(repeats):
                 sample: Result = {}
                 with watch.over(sample):
+                    t1 = time.perf_counter()
                     run = go(units)
                     result = run.result()
+                    sample["wall"] = time.perf_counter() - t1
+                    Store.at(None).flush()  # its records are written (and counted) within the sample
                 assert result == list(range(units)), "wrong result"
-                sample["chunks"] = len(run.chunks_since(0))
+                sample.update(chunks=len(run.chunks_since(0)), stored=stored(run.id))
                 out["runs"].append(sample)
             share: Result = {}
             with watch.over(share):
@@ -393,6 +418,16 @@ def message_rows(point: Result) -> list[str]:
     return rows
 
 
+def store_text(point: Result) -> str:
+    runs = point["runs"]
+    rows = statistics.median(r["stored"]["rows"] for r in runs)
+    kib = statistics.median(r["stored"]["blob_bytes"] for r in runs) / 1024
+    cpu = statistics.median(r["cpu"]["store"] for r in runs)
+    return (f"{point['engines']} engines: {rows:,.0f} rows and {kib:,.0f} KiB of blobs per run of "
+            f"{point['units']:,} units, written by the store thread in {1000 * cpu:.0f} ms of CPU "
+            f"({1e6 * cpu / max(rows, 1):,.0f} µs per row; medians of {len(runs)} runs)")
+
+
 def idle_share(point: Result) -> float:
     idle = point["idle"]
     return (idle["cpu"]["hub"] + idle["cpu"]["children"]) / idle["span"]
@@ -436,6 +471,8 @@ def report(points: dict[str, Result], orphans: list[int] | None = None) -> list[
               "nbtasks streams back while a chunk goes on). Controller msgs/s = (2 × requests + IOPub) over "
               "the watched span (the run and 0.3 s after it); heartbeats are not in it. CPU is a share of one "
               "core over that span (the machine has 2); the client's leaves out the counting thread.", ""]
+    lines += ["Run store (one row per finished chunk part, one blob per chunk): " + "; ".join(
+        store_text(p) for p in ok) + ".", ""]
     lines += ["| engines | start: registered and checked (s) | engine start CPU (s each) | hub CPU by then (s) "
               "| the check, warm (s) | idle controller CPU (100 ms heartbeats) "
               "| `cluster.share` 4 MiB (s) | raw `DirectView.apply` 4 MiB (s) | raw `BroadcastView.apply` 4 MiB (s) |",
