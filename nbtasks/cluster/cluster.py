@@ -22,6 +22,7 @@ from ..core import shared as _shared
 from ..core.states import check_transition
 from ..core.hooks import hooks
 from ..core.serialize import dumps
+from ..core.travel import imported_on_engines
 from .checks import check_engines
 from .dispatcher import Dispatcher
 from .errors import ClusterError, ClusterStopped, ControllerLost
@@ -238,12 +239,16 @@ class Cluster:
         self._shipments.unshare(names, self._checked_engines if running else list)
 
     def sync(self, path: str | os.PathLike, requires: tuple[str, ...] | list[str] = ()) -> bool:
-        """Ship a local module or directory (and its ``lib/``) to every engine, and to
-        engines that join later, so tasks can import it. ``requires`` names packages
-        synced before that this one depends on. Returns False when nothing changed."""
+        """Ship a directory (data files, a ``lib/`` folder) or module to every engine, and to
+        engines that join later, so tasks can open or import it there. Code needs no sync:
+        local modules travel by value with each task (``core/travel.py``); modules synced
+        here are imported by engines from the synced files instead. ``requires`` names
+        packages synced before that this one depends on. Returns False when nothing changed."""
         package = pack(path, tuple(requires))
         self.ensure_started()
-        return self._shipments.sync(package, self._checked_engines)
+        changed = self._shipments.sync(package, self._checked_engines)
+        imported_on_engines(path)
+        return changed
 
     def shared_digest(self) -> bytes:
         """A digest of every shared value: results that read them depend on it."""

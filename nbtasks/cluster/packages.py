@@ -18,6 +18,8 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, field
 
+from ..core.travel import forget_arrived
+
 __all__ = ["Package", "pack", "install"]
 
 _SKIP = {"__pycache__", ".git", ".ipynb_checkpoints", ".pytest_cache"}
@@ -88,6 +90,7 @@ def install(package: Package) -> list[str]:
     for entry in reversed(entries):
         sys.path.insert(0, entry)
     _installed[package.name] = (package.digest, entries)
+    forget_arrived()  # the synced files win over code that came by value before
     return entries
 
 

@@ -8,10 +8,12 @@ import uuid
 from typing import Any
 
 from ..core.evaluate import Evaluation, UnitRequest
-from ..core.serialize import dumps
+from ..core.serialize import UnpicklableError, dumps
 from ..core.sources import code_origins
 from ..core.states import UnitState
+from ..core.travel import Arrivals, mark_local_modules, survey
 from .batching import ChunkSizer
+from .requirements import Checked
 
 __all__ = ["Stream", "Chunk"]
 
@@ -23,10 +25,7 @@ class Stream:
         self.evaluation = evaluation
         self.node = request.node
         self.token = uuid.uuid4().hex
-        task = request.node.task
-        origins = code_origins(getattr(task, "fn", None), type(task), *_combiner(request.extra))
-        self.blob = dumps((task, request.mode, request.params, request.extra, origins),
-                          f"task {task.name!r}")
+        self.blob = _task_blob(request)
         #: [request, next, stop, avoid]: units next..stop-1 of request; avoid an engine id
         #: (a unit handed back with nt.Retry runs elsewhere if it can)
         self.segments: collections.deque[list] = collections.deque()
@@ -64,6 +63,32 @@ class Stream:
             size -= take
             self.pending -= take
         return parts
+
+
+def _task_blob(request: UnitRequest) -> bytes:
+    """The task as engines unpickle it: what it needs installed is checked first, then it
+    loads, then the local modules it brings are put in place (``core/travel.py``).
+
+    The engine's side of this shape is ``engine.run_chunk``: (task, mode, params, extra,
+    origins); the wrappers unpickle as the task and the origins."""
+    task = request.node.task
+    roots = (getattr(task, "fn", None), type(task), *_combiner(request.extra))
+    origins = code_origins(*roots)
+    found = survey(roots, (*request.params.values(), *_combiner_params(request.extra), *request.inputs[:1]))
+    head = Checked(found.needs(), task)
+    what = f"task {task.name!r}"
+    mark_local_modules()
+    try:
+        return dumps((head, request.mode, request.params, request.extra, Arrivals(origins, found)), what)
+    except UnpicklableError:
+        # something only reached by name (an attribute that shares a global's name, say):
+        # the task can go without it; its local modules then just stay out of sys.modules
+        return dumps((head, request.mode, request.params, request.extra, origins), what)
+
+
+def _combiner_params(extra: tuple) -> tuple:
+    params = extra[1] if len(extra) > 1 else None
+    return tuple(params.values()) if isinstance(params, dict) else ()
 
 
 def _combiner(extra: tuple) -> tuple:

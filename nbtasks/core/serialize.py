@@ -13,6 +13,8 @@ from typing import Any
 
 import cloudpickle
 
+from .travel import mark_local_modules
+
 __all__ = ["dumps", "loads", "find_unpicklable", "UnpicklableError"]
 
 loads = pickle.loads
@@ -76,6 +78,7 @@ def find_unpicklable(obj: Any, depth: int = 6) -> tuple[str, Any]:
 
 def dumps(obj: Any, what: str) -> bytes:
     """Pickle ``obj`` for an engine; on failure name ``what`` and the culprit."""
+    mark_local_modules()  # local modules' code goes by value (travel.py)
     try:
         return cloudpickle.dumps(obj)
     except Exception as exc:

@@ -2,9 +2,11 @@
 
 From a task's function (or its class), the walk follows the functions and classes it names
 (in its body, its nested functions and lambdas, and its closure) a few levels deep, and
-stops at library code. Local modules it names are reached too, but not entered. Two
-readers use it: the store's unit keys (editing a helper counts as a change) and the code
-origins shipped for tracebacks on engines (``sources.py``).
+stops at library code: the standard library and installed distributions (``installed.py``;
+nbtasks itself is one, even as an editable checkout). Local modules it names are reached
+too, but not entered. Three readers use it: the store's unit keys (editing a helper counts
+as a change), the code origins shipped for tracebacks on engines (``sources.py``), and
+what travels with a task (``travel.py``).
 """
 
 from __future__ import annotations
@@ -14,24 +16,24 @@ import sys
 import types
 from typing import Any, Iterator
 
-__all__ = ["is_users", "is_library_file", "reach", "codes_of"]
+from .installed import is_installed, is_installed_file
 
-_LIBRARY_ROOTS = tuple(p for p in {sys.prefix, sys.base_prefix, sys.exec_prefix} if p)
+__all__ = ["is_users", "is_library_file", "reach", "codes_of", "named"]
+
 DEPTH = 3
 
 
 def is_library_file(path: str) -> bool:
-    """A file of the standard library or of an installed package (every engine has its own)."""
-    return path.startswith(_LIBRARY_ROOTS) or "site-packages" in path
+    """A file of the standard library or of an installed distribution (every engine has its own)."""
+    return is_installed_file(path)
 
 
 def is_users(obj: Any) -> bool:
     """Code the user wrote (a cell, a script, a local module), not a library's."""
     module = obj if inspect.ismodule(obj) else sys.modules.get(getattr(obj, "__module__", None) or "")
-    path = getattr(module, "__file__", None)
-    if module is None or path is None:
+    if module is None or getattr(module, "__file__", None) is None:
         return True  # __main__ in a kernel, or made at runtime
-    return not is_library_file(path)
+    return not is_installed(module)
 
 
 def codes_of(code: types.CodeType) -> Iterator[types.CodeType]:
@@ -42,7 +44,7 @@ def codes_of(code: types.CodeType) -> Iterator[types.CodeType]:
             yield from codes_of(const)
 
 
-def _named(fn: types.FunctionType) -> Iterator[Any]:
+def named(fn: types.FunctionType) -> Iterator[Any]:
     """What a function's code names in its globals, and what its closure holds."""
     scope = fn.__globals__
     for code in codes_of(fn.__code__):
@@ -76,7 +78,7 @@ def reach(root: Any, seen: set[int] | None = None, depth: int = DEPTH) -> Iterat
             return
         if not inspect.isfunction(obj):
             return
-        for value in _named(obj):
+        for value in named(obj):
             if (inspect.isfunction(value) or inspect.isclass(value)) and is_users(value):
                 yield from visit(value, level + 1)
             elif inspect.ismodule(value) and getattr(value, "__file__", None) and is_users(value):

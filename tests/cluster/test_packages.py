@@ -1,4 +1,6 @@
-"""Task packages: local code shipped to engines, re-sent only when it changed."""
+"""Task packages (``cluster.sync``): folders shipped to engines, re-sent only when they changed.
+
+Code itself needs no sync (tests/cluster/test_travel.py); synced modules are imported there."""
 
 import importlib
 import os
@@ -27,11 +29,12 @@ def local_package(tmp_path, monkeypatch):
         del sys.modules[name]
 
 
-def test_without_sync_the_error_says_what_engines_miss_and_sync_fixes_it(local_package):
+def test_local_code_needs_no_sync_and_synced_files_are_what_engines_import(local_package):
+    """Code travels by value; a folder sent with ``cluster.sync`` is imported by engines from
+    its files instead, so an edit on disk reaches them with the next sync, reloaded here or not."""
     module = importlib.import_module("nbt_demo_pkg")
     with nt.Cluster(n=2) as own:
-        with pytest.raises(RuntimeError, match="ModuleNotFoundError"):
-            nt.task(module.triple).run(2, cluster=own, progress=False, timeout=60)
+        assert nt.task(module.triple).run(2, cluster=own, progress=False, timeout=60) == 6  # no sync
         assert own.sync(local_package) is True
         assert nt.ParallelTask(module.triple).run([1, 2], cluster=own, progress=False, timeout=60) == [3, 6]
         assert own.sync(local_package) is False  # unchanged: nothing re-sent

@@ -1,0 +1,301 @@
+"""What travels with a task by value, and what engines must have installed.
+
+    client                                                   engine
+    local module (helpers.py, a package folder) ──by value──> rebuilt, and put in sys.modules
+    installed distribution (numpy 2.1)       ──by reference─> imported there, its version
+                                                              checked first (cluster/requirements.py)
+
+Local modules (``installed.py`` tells them from installed ones) are registered with
+cloudpickle to be pickled by value (``mark_local_modules``, called before anything is
+pickled for engines). So functions and classes from a ``helpers.py`` beside the notebook or
+script, or from a local package and its submodules, reach engines that cannot read the
+client's files: as a task's code, as mapper/reducer/combiner code, and as instances of
+local classes in inputs, parameters and shared values. Each submit pickles the code as it
+is in the client now, so an edited and reloaded module goes out in its new version.
+Exceptions: modules under a folder sent with ``cluster.sync`` (engines import those, from
+the files synced) and compiled extension modules (a ``.so`` cannot go by value).
+
+On an engine, the local functions and classes a task reaches are put in a module of the
+same name in ``sys.modules`` (``Arrivals``), never over a module the engine has of its
+own. Their instances in results then go back by reference: the client unpickles them as
+instances of its own class (``isinstance`` holds; a rebuilt copy would also overwrite the
+client's class with the engine's rebuild of it), in this kernel and when the store hands
+them to a later one. It also makes ``import helpers`` inside a task's body work there.
+"""
+
+from __future__ import annotations
+
+import dis
+import importlib.machinery
+import inspect
+import os
+import sys
+import threading
+import types
+import weakref
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import cloudpickle
+
+from .installed import Kind, distribution_for_import, origin_of
+from .usercode import codes_of, named, reach
+
+__all__ = ["mark_local_modules", "imported_on_engines", "survey", "Survey", "Arrivals", "arrive",
+           "forget_arrived"]
+
+#: distributions every engine is checked for by other means (the cluster's version check)
+_CHECKED_ELSEWHERE = frozenset({"nbtasks"})
+_VALUES_LOOKED_AT = 8  # elements of a container value whose classes are looked at
+
+
+# -- the client: what goes by value ------------------------------------------------------
+_lock = threading.Lock()
+_modules_seen = [0]  # len(sys.modules) at the last look
+_classified: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # name -> module looked at
+_engine_roots: list[str] = []  # folders sent with cluster.sync: engines import what is there
+
+
+def _norm(path: str) -> str:
+    return os.path.normcase(os.path.abspath(path))
+
+
+def _imported_on_engines(module: types.ModuleType) -> bool:
+    file = getattr(module, "__file__", None)
+    if not file or not _engine_roots:
+        return False
+    file = _norm(file)
+    return any(file == root or file.startswith(root + os.sep) for root in _engine_roots)
+
+
+def _goes_by_value(module: Any) -> bool:
+    """A local module of Python source, not synced: its code travels in the pickle."""
+    if not isinstance(module, types.ModuleType) or module.__name__ in ("__main__", "__mp_main__"):
+        return False  # cloudpickle sends a script's or a notebook's __main__ by value anyway
+    file = getattr(module, "__file__", None)
+    if file is not None and not file.endswith(".py"):
+        return False  # an extension module, or bytecode only: needs cluster.sync
+    return origin_of(module).kind is Kind.LOCAL and not _imported_on_engines(module)
+
+
+def mark_local_modules() -> None:
+    """Have cloudpickle pickle every local module imported so far by value.
+
+    Cheap when nothing was imported since the last call (one ``len``), so every pickling
+    for engines can call it."""
+    if len(sys.modules) == _modules_seen[0]:
+        return
+    with _lock:
+        modules = sys.modules.copy()
+        _modules_seen[0] = len(modules)
+        for name, module in modules.items():
+            if _classified.get(name) is module:
+                continue
+            try:
+                _classified[name] = module
+            except TypeError:  # not a module (some libraries put other objects there)
+                continue
+            if _goes_by_value(module) and sys.modules.get(module.__name__) is module:
+                cloudpickle.register_pickle_by_value(module)
+
+
+def imported_on_engines(path: str | os.PathLike) -> None:
+    """Modules under ``path`` (a file or folder sent with ``cluster.sync``) are imported by
+    engines from what was synced, so they go by reference from now on."""
+    root = _norm(os.fspath(path))
+    with _lock:
+        if root in _engine_roots:
+            return
+        _engine_roots.append(root)
+        for name in cloudpickle.list_registry_pickle_by_value():
+            module = sys.modules.get(name)
+            if module is not None and _imported_on_engines(module):
+                cloudpickle.unregister_pickle_by_value(module)
+
+
+# -- the client: what a task reaches -------------------------------------------------------
+@dataclass
+class Survey:
+    """The local code a task brings and the installed distributions it needs."""
+
+    #: local module -> its functions and classes the task reaches, by their top-level name
+    members: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: local modules the task's code names (a global, an ``import`` in a body): they go whole
+    modules: dict[str, types.ModuleType] = field(default_factory=dict)
+    #: installed distribution -> (the client's version, its import names the task uses)
+    distributions: dict[str, tuple[str, set[str]]] = field(default_factory=dict)
+
+    def add_library(self, value: Any) -> None:
+        """The distribution of a module, function or class, or of a value's class; a local
+        function or class (or a value's local class) is kept with the local code."""
+        if inspect.ismodule(value):
+            holder, module = None, value
+        else:
+            holder = value if inspect.isclass(value) or inspect.isroutine(value) else type(value)
+            module = sys.modules.get(getattr(holder, "__module__", None) or "")
+        if module is None:
+            return
+        origin = origin_of(module)
+        if origin.kind is Kind.INSTALLED and origin.distribution and origin.distribution not in _CHECKED_ELSEWHERE:
+            _, names = self.distributions.setdefault(origin.distribution, (origin.version, set()))
+            names.add(module.__name__.partition(".")[0])
+        elif origin.kind is Kind.LOCAL and holder is not None:
+            self.add_local(holder)
+
+    def add_local(self, obj: Any) -> None:
+        """A function or class of a local module, kept by its name in that module."""
+        module = sys.modules.get(getattr(obj, "__module__", None) or "")
+        qualname = getattr(obj, "__qualname__", "")
+        if module is None or not _goes_by_value(module) or "." in qualname \
+                or getattr(module, qualname, None) is not obj:
+            return
+        members = self.members.get(module.__name__)
+        if members is None:
+            members = self.members[module.__name__] = {}
+            if hasattr(module, "__path__"):
+                members["__path__"] = []  # a package: its submodules can be imported
+        members[qualname] = obj
+
+    def add_import(self, name: str) -> None:
+        """What an ``import name`` in a task's body loads."""
+        module = sys.modules.get(name)
+        if module is None:
+            origin = distribution_for_import(name)
+            if origin is not None and origin.distribution not in _CHECKED_ELSEWHERE:
+                _, names = self.distributions.setdefault(origin.distribution, (origin.version, set()))
+                names.add(name.partition(".")[0])
+        elif _goes_by_value(module):
+            self.modules[name] = module
+        else:
+            self.add_library(module)
+
+    def needs(self) -> tuple[tuple[str, str, tuple[str, ...]], ...]:
+        """(distribution, the client's version, its import names), sorted: a stable key."""
+        return tuple(sorted((name, version, tuple(sorted(tops)))
+                            for name, (version, tops) in self.distributions.items()))
+
+
+def _imports(code: types.CodeType) -> Iterable[str]:
+    for inner in codes_of(code):
+        for instruction in dis.get_instructions(inner):
+            if instruction.opname == "IMPORT_NAME" and isinstance(instruction.argval, str):
+                yield instruction.argval
+
+
+def _values(values: Iterable[Any]) -> Iterable[Any]:
+    """The values, and a few elements of those that are containers (one level)."""
+    for value in values:
+        yield value
+        if isinstance(value, dict):
+            yield from list(value.values())[:_VALUES_LOOKED_AT]
+        elif isinstance(value, (list, tuple, set, frozenset)):
+            yield from list(value)[:_VALUES_LOOKED_AT]
+
+
+def survey(roots: Iterable[Any], values: Iterable[Any] = ()) -> Survey:
+    """What ``roots`` (a task's function, its class, a combiner's...) reach, and what the
+    classes of ``values`` (parameters, a first input) come from."""
+    found = Survey()
+    seen: set[int] = set()
+    for root in roots:
+        if root is None:
+            continue
+        for obj in reach(root, seen):
+            if inspect.ismodule(obj):
+                if _goes_by_value(obj):
+                    found.modules[obj.__name__] = obj
+                continue
+            found.add_local(obj)
+            if inspect.isfunction(obj):
+                for value in named(obj):
+                    found.add_library(value)
+                for name in _imports(obj.__code__):
+                    found.add_import(name)
+            elif inspect.isclass(obj):
+                for base in obj.__mro__[1:]:
+                    found.add_library(base)
+    for value in _values(values):
+        found.add_library(value)
+    return found
+
+
+class Arrivals:
+    """A task's code origins, with the local modules its code brings: unpickled on an
+    engine, it puts them in ``sys.modules`` there (``arrive``) and becomes the origins."""
+
+    def __init__(self, origins: Any, found: Survey) -> None:
+        self.origins = origins
+        self.members = found.members
+        self.modules = found.modules
+
+    def __reduce__(self) -> tuple:
+        return arrive, (self.origins, self.members, self.modules)
+
+
+# -- the engine: local modules that arrived ---------------------------------------------------
+_ours: dict[str, types.ModuleType] = {}  # modules this process got from clients, by name
+_own: dict[str, bool] = {}  # top-level name -> this process can import a module of its own by it
+
+
+def _has_own(top: str) -> bool:
+    """This process can import a module of its own named ``top`` (from its ``sys.path``)."""
+    if top not in _own:
+        try:
+            _own[top] = importlib.machinery.PathFinder.find_spec(top) is not None
+        except Exception:  # a broken path entry: do not take the name
+            _own[top] = True
+    return _own[top]
+
+
+def _may_take(name: str) -> bool:
+    """Whether ``name`` may be (or stays) a module that arrived: never over one of this
+    process's own (on the client, say, or an engine that can read the same files)."""
+    current = sys.modules.get(name)
+    if current is not None:
+        return current is _ours.get(name)
+    return not _has_own(name.partition(".")[0])
+
+
+def _link(name: str, module: types.ModuleType) -> None:
+    """Put ``module`` in ``sys.modules`` and on its parent package (made if missing)."""
+    sys.modules[name] = _ours[name] = module
+    parent, _, child = name.rpartition(".")
+    if parent and _may_take(parent):
+        setattr(_package(parent), child, module)
+
+
+def _package(name: str) -> types.ModuleType:
+    module = sys.modules.get(name)
+    if module is None:
+        module = types.ModuleType(name)
+        module.__path__ = []
+        _link(name, module)
+    return module
+
+
+def arrive(origins: Any, members: dict[str, dict[str, Any]], modules: dict[str, types.ModuleType]) -> Any:
+    """Put the local modules that came with a task in ``sys.modules``; returns ``origins``."""
+    for name, module in modules.items():
+        if _may_take(name):
+            _link(name, module)
+    for name, attrs in members.items():
+        if not _may_take(name):
+            continue
+        module = sys.modules.get(name)
+        if module is None:
+            module = types.ModuleType(name)
+            _link(name, module)
+        for attr, value in attrs.items():
+            setattr(module, attr, value)
+    return origins
+
+
+def forget_arrived() -> None:
+    """Drop modules that arrived by value where this process can now import its own (a
+    ``cluster.sync`` put them on ``sys.path``): imports must find the synced files."""
+    _own.clear()
+    for name, module in list(_ours.items()):
+        if sys.modules.get(name) is module and _has_own(name.partition(".")[0]):
+            del sys.modules[name]
+        if sys.modules.get(name) is not module:
+            del _ours[name]
