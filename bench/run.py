@@ -50,6 +50,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import data  # bench/data.py: the big-arrays measurement
+
 HERE = Path(__file__).resolve().parent
 RESULTS_DIR = HERE / "results"
 RESULT_MARK = "@@BENCH-RESULT@@ "
@@ -363,20 +365,25 @@ def live_runs() -> int:
     return sum(1 for obj in gc.get_objects() if isinstance(obj, Run))
 
 
+WORKERS.update(data.WORKERS)
+
+
 # -- the orchestrator ---------------------------------------------------------------------------
 PLAN = [
     "tiny-serial", "tiny-nbtasks", "store-overhead", "tiny-joblib", "tiny-ipp-chunk1000", "tiny-ipp-default",
     "cpu-serial", "cpu-nbtasks", "cpu-ipp-default", "cpu-joblib", "cpu-multiprocessing",
     "cold-nbtasks", "cold-ipp-default",
     "memory-nbtasks",
+    *data.PLAN,
 ]
+GROUPS = {"big-arrays": data.PLAN}  # names for --only that stand for several measurements
 
 
 def worker_command(name: str, args: argparse.Namespace) -> list[str]:
     return [sys.executable, str(Path(__file__).resolve()), "--worker", name,
             "--units", str(args.units), "--raw-default-units", str(args.raw_default_units),
             "--repeats", str(args.repeats), "--cpu-units", str(args.cpu_units),
-            "--spin-ms", str(args.spin_ms), "--waves", str(args.waves)]
+            "--spin-ms", str(args.spin_ms), "--waves", str(args.waves), *data.worker_arguments(args)]
 
 
 def run_worker(name: str, args: argparse.Namespace, env: dict[str, str]) -> Result:
@@ -631,6 +638,7 @@ def render(results: dict[str, Result], args: argparse.Namespace, started: dateti
     lines += cpu_table(results, args) + [""]
     lines += cold_table(results) + [""]
     lines += memory_table(results, args) + [""]
+    lines += data.table(results, args) + [""]
     lines += ["### Targets", "", "| target | measured | result |", "|---|---|---|"]
     lines += [f"| {name} | {measured} | {verdict(ok)} |" for name, measured, ok in targets(results)]
     lines += ["", "Orphaned ipyparallel processes after the run: "
@@ -659,7 +667,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cpu-units", type=int, default=40)
     p.add_argument("--spin-ms", type=float, default=50.0)
     p.add_argument("--waves", type=int, default=5, help="100k-unit waves in the memory test")
-    p.add_argument("--only", nargs="*", choices=PLAN, help="run only these measurements (for debugging)")
+    data.add_arguments(p)
+    p.add_argument("--only", nargs="*", choices=PLAN + list(GROUPS),
+                   help="run only these measurements (for debugging); big-arrays: all of section 5")
     p.add_argument("--worker-timeout", type=float, default=300.0)
     p.add_argument("--strict", action="store_true", help="exit with status 1 when a target is missed")
     p.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
@@ -678,7 +688,7 @@ def main(argv: list[str] | None = None) -> int:
         run_as_worker(args)
         return 0
     started = datetime.datetime.now(datetime.timezone.utc)
-    plan = args.only or PLAN
+    plan = [name for wanted in args.only for name in GROUPS.get(wanted, [wanted])] if args.only else PLAN
     results: dict[str, Result] = {name: {"error": "not run (--only)"} for name in PLAN}
     orphans: list[int] = []
     t0 = time.perf_counter()
