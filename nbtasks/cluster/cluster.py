@@ -1,9 +1,10 @@
-"""``Cluster``: a local ipyparallel cluster started on demand, or an existing one.
+"""``Cluster``: an ipyparallel cluster started on demand (local engines, or engines on other
+hosts through ipyparallel's launchers), or an existing one.
 
-Start-up is tuned for notebooks: ipyparallel's default heartbeat period (3 s)
-delays engine registration by seconds, so a cluster we start uses a 100 ms
-period (engines then register in about a second) and keeps the nanny, which
-gives a prompt death notice and lets cancel interrupt a running unit.
+Start-up is tuned for notebooks: local engines get 100 ms heartbeats (they register in
+about a second), engines elsewhere heartbeats fit for a network and a controller they can
+reach (``launchers.py``). The nanny stays: it gives a prompt death notice and lets cancel
+interrupt a running unit.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from ..core.travel import imported_on_engines
 from .checks import check_engines
 from .dispatcher import Dispatcher
 from .errors import ClusterError, ClusterStopped, ControllerLost
+from .launchers import LOCAL_CONTROLLER, check_options, launcher_name, make_ipp_cluster, started_here
 from .packages import pack
 from .processes import OwnProcesses, in_plain_thread
 from .replacements import Replacements
@@ -35,7 +37,7 @@ __all__ = ["Cluster", "ClusterError", "ClusterState"]
 
 log = logging.getLogger("nbtasks")
 
-FAST_CONTROLLER = ["--HeartMonitor.period=100", "--HeartMonitor.max_heartmonitor_misses=50", "--nodb"]
+FAST_CONTROLLER = LOCAL_CONTROLLER  # what a local cluster's controller gets (bench/ starts the same)
 
 
 class ClusterState(str, enum.Enum):
@@ -64,6 +66,17 @@ class Cluster:
     ``Cluster(n)`` describes a local cluster of ``n`` engines (the core count by
     default) that starts on first use, or at ``start()`` / ``with``.
     ``Cluster.connect(...)`` attaches to one that is already running.
+
+    Engines elsewhere come from ipyparallel's launchers, with its option names:
+    ``Cluster(n, engines="ssh" | "slurm" | "pbs" | "mpi" | ... | a launcher class,
+    controller_ip=..., config=...)``; launcher settings go through ``config``
+    (``config.SlurmEngineSetLauncher.timelimit = "1:00:00"``). For SSH,
+    ``hosts=["node1", "node2"]`` (``n`` spread over them) or ``{"node1": 4}`` is short
+    for ``config.SSHEngineSetLauncher.engines``. Without ``controller_ip``, the
+    controller listens where such engines can reach it: for SSH, this machine's address
+    on the route to the first host; otherwise every interface (``"*"``), the engines
+    finding it by this machine's hostname. They get 1 s heartbeats, and end by
+    themselves ~5 s after their controller does, so none outlives its owner.
     """
 
     _default: "Cluster | None" = None
@@ -73,6 +86,8 @@ class Cluster:
                  store: str | os.PathLike | None = None, **ipp_options: Any) -> None:
         if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
             raise ValueError(f"Cluster(n=...) must be a positive int, got {n!r}")
+        check_options(n, ipp_options)
+        self._n_asked = n  # None: the core count, or the SSH hosts' total (known at start)
         self.n = n or os.cpu_count() or 1
         #: where runs on this cluster are recorded (None: ``$NBTASKS_STORE`` or the default)
         self.store = store
@@ -161,13 +176,13 @@ class Cluster:
                 raise ClusterStopped(f"{self!r} is stopped")
             self._move(ClusterState.STARTING)
             try:
-                in_plain_thread(self._start_local)
+                in_plain_thread(self._start_owned)
             except BaseException as exc:
                 self._start_error = exc
                 self._fail_start()
                 if isinstance(exc, ClusterError):
                     raise
-                raise ClusterError(f"could not start a local cluster of {self.n} engines: {exc}") from exc
+                raise ClusterError(f"could not start a cluster of {self.n} {self.launcher} engines: {exc}") from exc
             self._move(ClusterState.RUNNING)
         self._dispatcher.start()
         self._report_engines()
@@ -180,24 +195,15 @@ class Cluster:
             except Exception:
                 log.warning("nbtasks: the run store cannot show this cluster's engines", exc_info=True)
 
-    def _start_local(self) -> None:
-        import ipyparallel as ipp
-        from traitlets.config import Config
-
-        options = dict(self.ipp_options)
-        config = options.pop("config", None) or Config()
-        config.LocalEngineSetLauncher.delay = 0
-        controller_args = list(options.pop("controller_args", [])) + FAST_CONTROLLER
-        options.setdefault("shutdown_atexit", False)  # our own stop() runs at exit, quietly
-        self._ipp = ipp.Cluster(n=self.n, delay=0, controller_args=controller_args, config=config,
-                                log_level=logging.WARNING, **options)
+    def _start_owned(self) -> None:
+        self._ipp, self.n = make_ipp_cluster(self._n_asked, self.ipp_options)
         self._replacements = Replacements(
             self._ipp, lambda: self.state is ClusterState.RUNNING and not self._dispatcher.stopped)
         atexit.register(self.stop)
         # start and connect separately: start_and_connect_sync would draw ipyparallel's
         # own engine progress bar in a notebook, stuck at 0% in any saved output
         self._ipp.start_cluster_sync()
-        self._processes.remember(_launched(self._ipp))  # from now on, they die with this process
+        self._processes.remember(started_here(self._ipp))  # from now on, they die with this process
         self.client = self._ipp.connect_client_sync()
         self._wait_for_engines(self.n, self.engine_timeout)
         self._check_engines(self.client.ids)
@@ -403,13 +409,13 @@ class Cluster:
     def cluster_id(self) -> str | None:
         return None if self._ipp is None else self._ipp.cluster_id
 
+    @property
+    def launcher(self) -> str:
+        """How the engines were started: ``"local"``, ``"ssh"``, ``"slurm"``... (``"connected"``:
+        by someone else)."""
+        return launcher_name(self.ipp_options.get("engines")) if self._owned else "connected"
+
     def __repr__(self) -> str:
-        where = "local" if self._owned else "connected"
+        where = self.launcher
         return f"<nbtasks.Cluster {where} {self.state.value}, {len(self.engines)}/{self.n} engines>"
 
-
-def _launched(cluster: Any) -> list[int]:
-    """Pids of the controller and engines an ipyparallel Cluster started on this host."""
-    launchers = [cluster.controller, *(el for es in (cluster.engines or {}).values()
-                                       for el in getattr(es, "launchers", {}).values())]
-    return [pid for pid in (getattr(launcher, "pid", None) for launcher in launchers) if isinstance(pid, int)]
