@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import data  # bench/data.py: the big-arrays measurement
+import scale  # bench/scale.py: many engines
 
 HERE = Path(__file__).resolve().parent
 RESULTS_DIR = HERE / "results"
@@ -366,6 +367,7 @@ def live_runs() -> int:
 
 
 WORKERS.update(data.WORKERS)
+WORKERS.update(scale.WORKERS)
 
 
 # -- the orchestrator ---------------------------------------------------------------------------
@@ -375,8 +377,9 @@ PLAN = [
     "cold-nbtasks", "cold-ipp-default",
     "memory-nbtasks",
     *data.PLAN,
+    *scale.PLAN,
 ]
-GROUPS = {"big-arrays": data.PLAN}  # names for --only that stand for several measurements
+GROUPS = {"big-arrays": data.PLAN, "scale": scale.PLAN}  # names for --only that stand for several measurements
 
 
 def worker_command(name: str, args: argparse.Namespace) -> list[str]:
@@ -639,6 +642,7 @@ def render(results: dict[str, Result], args: argparse.Namespace, started: dateti
     lines += cold_table(results) + [""]
     lines += memory_table(results, args) + [""]
     lines += data.table(results, args) + [""]
+    lines += scale.table(results, args) + [""]
     lines += ["### Targets", "", "| target | measured | result |", "|---|---|---|"]
     lines += [f"| {name} | {measured} | {verdict(ok)} |" for name, measured, ok in targets(results)]
     lines += ["", "Orphaned ipyparallel processes after the run: "
@@ -669,7 +673,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--waves", type=int, default=5, help="100k-unit waves in the memory test")
     data.add_arguments(p)
     p.add_argument("--only", nargs="*", choices=PLAN + list(GROUPS),
-                   help="run only these measurements (for debugging); big-arrays: all of section 5")
+                   help="run only these measurements (for debugging); big-arrays: all of section 5, scale: section 6")
     p.add_argument("--worker-timeout", type=float, default=300.0)
     p.add_argument("--strict", action="store_true", help="exit with status 1 when a target is missed")
     p.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
