@@ -35,7 +35,6 @@ import glob
 import json
 import os
 import re
-import statistics
 import subprocess
 import sys
 import threading
@@ -301,10 +300,7 @@ def run_point(engines: int, units_per_engine: int, repeats: int, peers: bool) ->
                 assert result == list(range(units)), "wrong result"
                 sample.update(chunks=len(run.chunks_since(0)), stored=stored(run.id))
                 out["runs"].append(sample)
-            share: Result = {}
-            with watch.over(share):
-                cluster.share(scale_blob=b"x" * SHARE_BYTES)
-            out["share"] = share
+            out["share"] = timed(watch, lambda: cluster.share(scale_blob=b"x" * SHARE_BYTES))
             if peers:
                 out["peers"] = raw_peers(peer, watch, units, repeats)
         finally:
@@ -334,11 +330,19 @@ def raw_peers(peer: Any, watch: Watch, units: int, repeats: int) -> Result:
     blob = b"x" * SHARE_BYTES
     for name, broadcast in (("ipp-direct", peer.direct_view(targets=list(peer.ids))),
                             ("ipp-broadcast", peer.broadcast_view(targets=list(peer.ids), is_coalescing=True))):
-        sample = {}
-        with watch.over(sample):
-            broadcast.apply_sync(hold, blob)
-        found[name] = sample
+        found[name] = timed(watch, lambda view=broadcast: view.apply_sync(hold, blob))
     return found
+
+
+def timed(watch: Watch, fn: Callable[[], Any]) -> Result:
+    """A watched call; a failure is reported in its place (the point's other numbers stand)."""
+    sample: Result = {}
+    try:
+        with watch.over(sample):
+            fn()
+    except Exception as exc:
+        return {"error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"}
+    return sample
 
 
 # -- orchestration: each point in a fresh process, with the orphan check ----------------------------
@@ -420,12 +424,12 @@ def message_rows(point: Result) -> list[str]:
 
 def store_text(point: Result) -> str:
     runs = point["runs"]
-    rows = statistics.median(r["stored"]["rows"] for r in runs)
-    kib = statistics.median(r["stored"]["blob_bytes"] for r in runs) / 1024
-    cpu = statistics.median(r["cpu"]["store"] for r in runs)
-    return (f"{point['engines']} engines: {rows:,.0f} rows and {kib:,.0f} KiB of blobs per run of "
-            f"{point['units']:,} units, written by the store thread in {1000 * cpu:.0f} ms of CPU "
-            f"({1e6 * cpu / max(rows, 1):,.0f} µs per row; medians of {len(runs)} runs)")
+    rows = sum(r["stored"]["rows"] for r in runs)
+    kib = sum(r["stored"]["blob_bytes"] for r in runs) / 1024
+    cpu = sum(r["cpu"]["store"] for r in runs)  # psutil counts thread CPU in 10 ms ticks: add the runs up
+    return (f"{point['engines']} engines: {rows / len(runs):,.0f} rows and {kib / len(runs):,.0f} KiB of blobs "
+            f"per run of {point['units']:,} units; over {len(runs)} runs the store thread used {1000 * cpu:.0f} ms "
+            f"of CPU ({1e6 * cpu / max(rows, 1):,.0f} µs per row, counting its other work)")
 
 
 def idle_share(point: Result) -> float:
@@ -433,15 +437,18 @@ def idle_share(point: Result) -> float:
     return (idle["cpu"]["hub"] + idle["cpu"]["children"]) / idle["span"]
 
 
+def seconds(sample: Result | None) -> str:
+    if not sample:
+        return ""
+    return f"error ({sample['error']})" if "error" in sample else f"{sample['wall']:.2f}"
+
+
 def setup_row(point: Result) -> str:
     e, idle, spent = point["engines"], point["idle"], point["start_cpu"]
-    idle_cpu = idle["cpu"]["hub"] + idle["cpu"]["children"]
-    direct = point["peers"].get("ipp-direct", {}).get("wall")
-    broadcast = point["peers"].get("ipp-broadcast", {}).get("wall")
     return (f"| {e} | {point['start_s']:.1f} | {spent['engines'] / e:.2f} | {spent['hub']:.2f} "
-            f"| {point['check_s']:.2f} | {pct(idle_cpu, idle['span'])} "
-            f"(busiest process {pct(idle['cpu']['busiest_child'], idle['span'])}) | {point['share']['wall']:.2f} "
-            f"| {'' if direct is None else f'{direct:.2f}'} | {'' if broadcast is None else f'{broadcast:.2f}'} |")
+            f"| {point['check_s']:.2f} | {100 * idle_share(point):.0f}% "
+            f"(busiest process {pct(idle['cpu']['busiest_child'], idle['span'])}) | {seconds(point['share'])} "
+            f"| {seconds(point['peers'].get('ipp-direct'))} | {seconds(point['peers'].get('ipp-broadcast'))} |")
 
 
 def report(points: dict[str, Result], orphans: list[int] | None = None) -> list[str]:
