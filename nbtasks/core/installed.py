@@ -10,9 +10,9 @@ a ``helpers.py`` beside the notebook, a package folder on ``sys.path``. Local co
 travels by value (``travel.py``); installed code must be on the engines, at the
 client's version.
 
-Deciding costs one read of every distribution's top-level names (tens of ms, once per
-process; again when a module in a site directory seems to belong to nobody, in case it
-was installed since); each module's answer is kept.
+Deciding costs one read of every distribution's RECORD (tens of ms, once per process;
+again when a module seems to belong to nobody while ``sys.path`` changed or the module is
+in a site folder, in case its distribution came since); each module's answer is kept.
 """
 
 from __future__ import annotations
@@ -187,6 +187,7 @@ class _Index:
     def __init__(self) -> None:
         self.by_top: dict[str, list[_Dist]] = {}
         self.built = 0.0
+        self.path: tuple[str, ...] = ()  # sys.path when built
         self.lock = threading.Lock()
 
     def build(self) -> None:
@@ -205,6 +206,7 @@ class _Index:
                 by_top.setdefault(top, []).append(entry)
         self.by_top = by_top
         self.built = time.monotonic()
+        self.path = tuple(sys.path)
 
     def candidates(self, top: str) -> list[_Dist]:
         with self.lock:
@@ -212,10 +214,12 @@ class _Index:
                 self.build()
             return self.by_top.get(top, [])
 
-    def refresh(self, min_age: float = 2.0) -> bool:
-        """Read the distributions again (something may have been installed since)."""
+    def refresh(self, file: str, min_age: float = 2.0) -> bool:
+        """Read the distributions again if ``file``, which seems to belong to nobody, may
+        belong to one installed since: ``sys.path`` changed, or it is in a site folder."""
         with self.lock:
-            if time.monotonic() - self.built < min_age:
+            if tuple(sys.path) == self.path and not (
+                    _under(file, _SITE_ROOTS) and time.monotonic() - self.built >= min_age):
                 return False
             self.build()
             return True
@@ -254,7 +258,7 @@ def _decide(name: str, module: types.ModuleType | None, file: str | None) -> Ori
         return owner
     if _under(file, _STDLIB_ROOTS) and not _under(file, _SITE_ROOTS):
         return STDLIB
-    if _under(file, _SITE_ROOTS) and _index.refresh():  # installed since we looked?
+    if _index.refresh(file):  # installed since we looked?
         owner = _owner(top, file)
         if owner is not None:
             return owner

@@ -51,7 +51,7 @@ _VALUES_LOOKED_AT = 8  # elements of a container value whose classes are looked 
 
 # -- the client: what goes by value ------------------------------------------------------
 _lock = threading.Lock()
-_modules_seen = [0]  # len(sys.modules) at the last look
+_modules_seen: list[Any] = [None]  # sys.modules' fingerprint at the last look
 _classified: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # name -> module looked at
 _engine_roots: list[str] = []  # folders sent with cluster.sync: engines import what is there
 
@@ -78,16 +78,26 @@ def _goes_by_value(module: Any) -> bool:
     return origin_of(module).kind is Kind.LOCAL and not _imported_on_engines(module)
 
 
+def _fingerprint() -> tuple[int, int]:
+    """Changes when a module is imported (or replaced) at the end of ``sys.modules``."""
+    try:
+        last = next(reversed(sys.modules))
+    except (StopIteration, RuntimeError):  # empty, or changed under our feet
+        return (len(sys.modules), -1)
+    return (len(sys.modules), id(sys.modules.get(last)))
+
+
 def mark_local_modules() -> None:
     """Have cloudpickle pickle every local module imported so far by value.
 
-    Cheap when nothing was imported since the last call (one ``len``), so every pickling
-    for engines can call it."""
-    if len(sys.modules) == _modules_seen[0]:
+    Cheap when nothing was imported since the last call (a new import is the last entry
+    of ``sys.modules``), so every pickling for engines can call it."""
+    if _modules_seen[0] == _fingerprint():
         return
     with _lock:
+        seen = _fingerprint()
         modules = sys.modules.copy()
-        _modules_seen[0] = len(modules)
+        _modules_seen[0] = seen
         for name, module in modules.items():
             if _classified.get(name) is module:
                 continue

@@ -13,10 +13,11 @@ from __future__ import annotations
 import hashlib
 import inspect
 import pickle
+import sys
 import types
 from typing import Any, Mapping
 
-from ..core.usercode import reach
+from ..core.usercode import is_users, reach
 
 __all__ = ["task_digest", "leaf_digest", "request_key"]
 
@@ -42,13 +43,20 @@ def _source(obj: Any) -> bytes:
 
 
 def _feed_code(h: Any, root: Any, seen: set[int]) -> None:
-    """Hash ``root``'s code and that of the user's functions, classes and modules it reaches."""
+    """Hash ``root``'s code and that of the user's functions, classes and modules it reaches;
+    a function or class of a local module brings that module's file (a constant it reads
+    there may have changed)."""
     for obj in reach(root, seen):
         if inspect.ismodule(obj):
             _feed_file(h, obj.__file__)
         else:
             h.update(getattr(obj, "__qualname__", type(obj).__qualname__).encode())
             h.update(_source(obj))
+            module = sys.modules.get(getattr(obj, "__module__", None) or "")
+            file = getattr(module, "__file__", None)
+            if file and module.__name__ != "__main__" and id(module) not in seen and is_users(module):
+                seen.add(id(module))
+                _feed_file(h, file)
 
 
 def _feed_file(h: Any, path: str) -> None:
