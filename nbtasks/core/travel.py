@@ -72,6 +72,8 @@ def _goes_by_value(module: Any) -> bool:
     """A local module of Python source, not synced: its code travels in the pickle."""
     if not isinstance(module, types.ModuleType) or module.__name__ in ("__main__", "__mp_main__"):
         return False  # cloudpickle sends a script's or a notebook's __main__ by value anyway
+    if _ours.get(module.__name__) is module:
+        return False  # it arrived here by value: what goes back refers to the sender's
     file = getattr(module, "__file__", None)
     if file is not None and not file.endswith(".py"):
         return False  # an extension module, or bytecode only: needs cluster.sync

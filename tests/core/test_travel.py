@@ -211,3 +211,33 @@ def test_arriving_code_never_replaces_a_module_the_process_has(tmp_path, importa
     pickle.loads(cloudpickle.dumps(travel.Arrivals(None, found)))  # as in the client's own process
     assert sys.modules["nbt_arriving_b"] is module
     assert "nbt_arriving_b" not in travel._ours
+
+
+def test_a_module_imported_in_a_body_arrives_whole_and_is_not_sent_back_by_value(tmp_path, importable):
+    (tmp_path / "nbt_arriving_lib.py").write_text(ARRIVING)
+    (tmp_path / "nbt_arriving_c.py").write_text("def go(x):\n    import nbt_arriving_lib\n\n"
+                                                "    return nbt_arriving_lib.read(x)\n")
+    importable(tmp_path, "nbt_arriving_lib")
+    module = importable(tmp_path, "nbt_arriving_c")
+    found = travel.survey([module.go])
+    assert set(found.modules) == {"nbt_arriving_lib"}
+    travel.mark_local_modules()
+    blob = cloudpickle.dumps((module.go, travel.Arrivals(None, found)))
+
+    for name in ("nbt_arriving_lib", "nbt_arriving_c"):
+        cloudpickle.unregister_pickle_by_value(sys.modules.pop(name))  # as on an engine
+    while str(tmp_path) in sys.path:
+        sys.path.remove(str(tmp_path))
+    importlib.invalidate_caches()
+    try:
+        go, _ = pickle.loads(blob)
+        reading = go(2)
+        arrived = sys.modules["nbt_arriving_lib"]
+        assert type(reading) is arrived.Reading and arrived.__file__ == str(tmp_path / "nbt_arriving_lib.py")
+        travel.mark_local_modules()  # what an engine does before pickling a result
+        assert "nbt_arriving_lib" not in cloudpickle.list_registry_pickle_by_value()
+        assert ("nbt_arriving_lib", "Reading") in _globals(cloudpickle.dumps(reading))
+    finally:
+        sys.modules.pop("nbt_arriving_lib", None)
+        travel._ours.pop("nbt_arriving_lib", None)
+        travel._own.clear()
