@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import subprocess
 import threading
 import time
 from typing import Any, Callable
@@ -27,6 +28,7 @@ __all__ = ["Replacements", "STOP_RETRY_EVERY", "STOP_PATIENCE"]
 
 STOP_RETRY_EVERY = 2.0  # seconds between two attempts to stop an engine whose host is unreachable
 STOP_PATIENCE = 600.0  # after this long unreachable, give up (its own heartbeat check ends it)
+SSH_UNREACHABLE = 255  # ssh's exit status when it could not reach the host
 
 
 class Replacements:
@@ -88,14 +90,18 @@ class Replacements:
                 return True
             except (ProcessLookupError, psutil.NoSuchProcess):
                 return True  # it had died by itself
-            except Exception as exc:
-                if time.monotonic() > give_up:
-                    log.warning("nbtasks: engine %s could not be stopped for %.0f s (%s); giving up",
-                                engine, STOP_PATIENCE, exc)
-                    return False
-                log.info("nbtasks: engine %s left the cluster but cannot be stopped yet (%s); retrying",
-                         engine, exc)
-                time.sleep(STOP_RETRY_EVERY)
+            except subprocess.CalledProcessError as exc:
+                if exc.returncode != SSH_UNREACHABLE:
+                    return True  # the host answered: the remote kill found no such process
+                error: Exception = exc
+            except OSError as exc:
+                error = exc
+            if time.monotonic() > give_up:
+                log.warning("nbtasks: engine %s could not be stopped for %.0f s (%s); giving up",
+                            engine, STOP_PATIENCE, error)
+                return False
+            log.info("nbtasks: engine %s left the cluster but cannot be stopped yet (%s); retrying", engine, error)
+            time.sleep(STOP_RETRY_EVERY)
         return False
 
 
