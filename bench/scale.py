@@ -255,15 +255,12 @@ def run_point(engines: int, units_per_engine: int, repeats: int, peers: bool) ->
     """One cluster of ``engines``; with ``peers``, raw ipyparallel on the same engines too."""
     import resource
 
-    import cloudpickle
     import ipyparallel as ipp
 
     import nbtasks as nt
     from nbtasks.cluster.checks import check_engines
     from nbtasks.store.recorder import Store
 
-    if __name__ != "__main__":  # imported by run.py: engines cannot import this module
-        cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
     units = engines * units_per_engine
     out: Result = {"engines": engines, "units": units, "sleep_s": measured_sleep(), "runs": [], "peers": {}}
