@@ -11,6 +11,7 @@ import time
 import pytest
 
 import nbtasks as nt
+from nbtasks.core.serialize import UnpicklableError
 
 
 @pytest.fixture
@@ -71,3 +72,16 @@ def test_sync_of_nothing_is_a_clear_error(tmp_path, cluster):
     (tmp_path / "data.csv").write_text("1,2\n")
     with pytest.raises(ValueError, match="neither a directory nor a .py module"):
         cluster.sync(tmp_path / "data.csv")
+
+
+def test_a_module_whose_globals_cannot_travel_by_value_is_synced_instead(tmp_path, monkeypatch, cluster):
+    """By value, a function goes with the globals it uses; a module holding a lock cannot,
+    so it is refused before dispatch, and once synced the engines import it instead."""
+    (tmp_path / "nbt_locked_mod.py").write_text(
+        "import threading\n\nLOCK = threading.Lock()\n\n\ndef guarded(x):\n    with LOCK:\n        return 2 * x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    locked = importlib.import_module("nbt_locked_mod")
+    with pytest.raises(UnpicklableError, match="global 'LOCK' of guarded"):
+        nt.task(locked.guarded).submit(1, cluster=cluster)
+    cluster.sync(tmp_path / "nbt_locked_mod.py")
+    assert nt.ParallelTask(locked.guarded).run([1, 2], cluster=cluster, progress=False, timeout=60) == [2, 4]
