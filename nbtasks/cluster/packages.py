@@ -18,7 +18,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, field
 
-from ..core.travel import forget_arrived
+from ..core.arrivals import forget_arrived
 
 __all__ = ["Package", "pack", "install"]
 

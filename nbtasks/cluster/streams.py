@@ -11,7 +11,8 @@ from ..core.evaluate import Evaluation, UnitRequest
 from ..core.serialize import UnpicklableError, dumps
 from ..core.sources import code_origins
 from ..core.states import UnitState
-from ..core.travel import Arrivals, mark_local_modules, survey
+from ..core.arrivals import Arrivals
+from ..core.travel import mark_local_modules, survey
 from .batching import ChunkSizer
 from .requirements import Checked
 
@@ -67,7 +68,8 @@ class Stream:
 
 def _task_blob(request: UnitRequest) -> bytes:
     """The task as engines unpickle it: what it needs installed is checked first, then it
-    loads, then the local modules it brings are put in place (``core/travel.py``).
+    loads, then the local modules it brings are put in place (``core/travel.py``,
+    ``core/arrivals.py``).
 
     The engine's side of this shape is ``engine.run_chunk``: (task, mode, params, extra,
     origins); the wrappers unpickle as the task and the origins."""
@@ -79,7 +81,8 @@ def _task_blob(request: UnitRequest) -> bytes:
     what = f"task {task.name!r}"
     mark_local_modules()
     try:
-        return dumps((head, request.mode, request.params, request.extra, Arrivals(origins, found)), what)
+        brought = Arrivals(origins, found.members, found.modules)
+        return dumps((head, request.mode, request.params, request.extra, brought), what)
     except UnpicklableError:
         # something only reached by name (an attribute that shares a global's name, say):
         # the task can go without it; its local modules then just stay out of sys.modules

@@ -15,19 +15,17 @@ is in the client now, so an edited and reloaded module goes out in its new versi
 Exceptions: modules under a folder sent with ``cluster.sync`` (engines import those, from
 the files synced) and compiled extension modules (a ``.so`` cannot go by value).
 
-On an engine, the local functions and classes a task reaches are put in a module of the
-same name in ``sys.modules`` (``Arrivals``), never over a module the engine has of its
-own. Their instances in results then go back by reference: the client unpickles them as
-instances of its own class (``isinstance`` holds; a rebuilt copy would also overwrite the
-client's class with the engine's rebuild of it), in this kernel and when the store hands
-them to a later one. It also makes ``import helpers`` inside a task's body work there.
+``survey`` finds what a task reaches: the local functions, classes and modules it brings
+(which ``arrivals.py`` puts in the engine's ``sys.modules``) and the installed
+distributions it needs, with the client's versions (which ``cluster/requirements.py``
+checks on each engine).
 """
 
 from __future__ import annotations
 
 import dis
-import importlib.machinery
 import inspect
+import itertools
 import os
 import sys
 import threading
@@ -38,11 +36,11 @@ from typing import Any, Iterable
 
 import cloudpickle
 
+from .arrivals import arrived
 from .installed import Kind, distribution_for_import, origin_of
 from .usercode import codes_of, named, reach
 
-__all__ = ["mark_local_modules", "imported_on_engines", "survey", "Survey", "Arrivals", "arrive",
-           "forget_arrived"]
+__all__ = ["mark_local_modules", "imported_on_engines", "survey", "Survey"]
 
 #: distributions every engine is checked for by other means (the cluster's version check)
 _CHECKED_ELSEWHERE = frozenset({"nbtasks"})
@@ -72,7 +70,7 @@ def _goes_by_value(module: Any) -> bool:
     """A local module of Python source, not synced: its code travels in the pickle."""
     if not isinstance(module, types.ModuleType) or module.__name__ in ("__main__", "__mp_main__"):
         return False  # cloudpickle sends a script's or a notebook's __main__ by value anyway
-    if _ours.get(module.__name__) is module:
+    if arrived(module):
         return False  # it arrived here by value: what goes back refers to the sender's
     file = getattr(module, "__file__", None)
     if file is not None and not file.endswith(".py"):
@@ -199,9 +197,9 @@ def _values(values: Iterable[Any]) -> Iterable[Any]:
     for value in values:
         yield value
         if isinstance(value, dict):
-            yield from list(value.values())[:_VALUES_LOOKED_AT]
+            yield from itertools.islice(value.values(), _VALUES_LOOKED_AT)
         elif isinstance(value, (list, tuple, set, frozenset)):
-            yield from list(value)[:_VALUES_LOOKED_AT]
+            yield from itertools.islice(value, _VALUES_LOOKED_AT)
 
 
 def survey(roots: Iterable[Any], values: Iterable[Any] = ()) -> Survey:
@@ -229,85 +227,3 @@ def survey(roots: Iterable[Any], values: Iterable[Any] = ()) -> Survey:
     for value in _values(values):
         found.add_library(value)
     return found
-
-
-class Arrivals:
-    """A task's code origins, with the local modules its code brings: unpickled on an
-    engine, it puts them in ``sys.modules`` there (``arrive``) and becomes the origins."""
-
-    def __init__(self, origins: Any, found: Survey) -> None:
-        self.origins = origins
-        self.members = found.members
-        self.modules = found.modules
-
-    def __reduce__(self) -> tuple:
-        return arrive, (self.origins, self.members, self.modules)
-
-
-# -- the engine: local modules that arrived ---------------------------------------------------
-_ours: dict[str, types.ModuleType] = {}  # modules this process got from clients, by name
-_own: dict[str, bool] = {}  # top-level name -> this process can import a module of its own by it
-
-
-def _has_own(top: str) -> bool:
-    """This process can import a module of its own named ``top`` (from its ``sys.path``)."""
-    if top not in _own:
-        try:
-            _own[top] = importlib.machinery.PathFinder.find_spec(top) is not None
-        except Exception:  # a broken path entry: do not take the name
-            _own[top] = True
-    return _own[top]
-
-
-def _may_take(name: str) -> bool:
-    """Whether ``name`` may be (or stays) a module that arrived: never over one of this
-    process's own (on the client, say, or an engine that can read the same files)."""
-    current = sys.modules.get(name)
-    if current is not None:
-        return current is _ours.get(name)
-    return not _has_own(name.partition(".")[0])
-
-
-def _link(name: str, module: types.ModuleType) -> None:
-    """Put ``module`` in ``sys.modules`` and on its parent package (made if missing)."""
-    sys.modules[name] = _ours[name] = module
-    parent, _, child = name.rpartition(".")
-    if parent and _may_take(parent):
-        setattr(_package(parent), child, module)
-
-
-def _package(name: str) -> types.ModuleType:
-    module = sys.modules.get(name)
-    if module is None:
-        module = types.ModuleType(name)
-        module.__path__ = []
-        _link(name, module)
-    return module
-
-
-def arrive(origins: Any, members: dict[str, dict[str, Any]], modules: dict[str, types.ModuleType]) -> Any:
-    """Put the local modules that came with a task in ``sys.modules``; returns ``origins``."""
-    for name, module in modules.items():
-        if _may_take(name):
-            _link(name, module)
-    for name, attrs in members.items():
-        if not _may_take(name):
-            continue
-        module = sys.modules.get(name)
-        if module is None:
-            module = types.ModuleType(name)
-            _link(name, module)
-        for attr, value in attrs.items():
-            setattr(module, attr, value)
-    return origins
-
-
-def forget_arrived() -> None:
-    """Drop modules that arrived by value where this process can now import its own (a
-    ``cluster.sync`` put them on ``sys.path``): imports must find the synced files."""
-    _own.clear()
-    for name, module in list(_ours.items()):
-        if sys.modules.get(name) is module and _has_own(name.partition(".")[0]):
-            del sys.modules[name]
-        if sys.modules.get(name) is not module:
-            del _ours[name]

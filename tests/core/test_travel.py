@@ -12,7 +12,7 @@ import cloudpickle
 import pytest
 
 import nbtasks
-from nbtasks.core import installed, travel
+from nbtasks.core import arrivals, installed, travel
 from nbtasks.core.installed import Kind, origin_of
 
 
@@ -181,7 +181,7 @@ def test_local_code_arrives_as_a_module_so_its_instances_go_back_by_reference(tm
     module = importable(tmp_path, "nbt_arriving")
     found = travel.survey([module.read])
     travel.mark_local_modules()
-    blob = cloudpickle.dumps((module.read, travel.Arrivals("origins", found)))
+    blob = cloudpickle.dumps((module.read, arrivals.Arrivals("origins", found.members, found.modules)))
 
     del sys.modules["nbt_arriving"]
     sys.path.remove(str(tmp_path))
@@ -195,12 +195,12 @@ def test_local_code_arrives_as_a_module_so_its_instances_go_back_by_reference(tm
         assert type(reading) is arrived.Reading and reading.value == 40
         cloudpickle.unregister_pickle_by_value(arrived)  # as on an engine, where it never was
         assert ("nbt_arriving", "Reading") in _globals(cloudpickle.dumps(reading))
-        travel.forget_arrived()
+        arrivals.forget_arrived()
         assert sys.modules["nbt_arriving"] is arrived  # nothing of its own to import instead
     finally:
         sys.modules.pop("nbt_arriving", None)
-        travel._ours.pop("nbt_arriving", None)
-        travel._own.clear()
+        arrivals._ours.pop("nbt_arriving", None)
+        arrivals._own.clear()
 
 
 def test_arriving_code_never_replaces_a_module_the_process_has(tmp_path, importable):
@@ -208,9 +208,10 @@ def test_arriving_code_never_replaces_a_module_the_process_has(tmp_path, importa
     module = importable(tmp_path, "nbt_arriving_b")
     found = travel.survey([module.read])
     travel.mark_local_modules()
-    pickle.loads(cloudpickle.dumps(travel.Arrivals(None, found)))  # as in the client's own process
+    # as when the client's own process loads it
+    pickle.loads(cloudpickle.dumps(arrivals.Arrivals(None, found.members, found.modules)))
     assert sys.modules["nbt_arriving_b"] is module
-    assert "nbt_arriving_b" not in travel._ours
+    assert "nbt_arriving_b" not in arrivals._ours
 
 
 def test_a_module_imported_in_a_body_arrives_whole_and_is_not_sent_back_by_value(tmp_path, importable):
@@ -222,7 +223,7 @@ def test_a_module_imported_in_a_body_arrives_whole_and_is_not_sent_back_by_value
     found = travel.survey([module.go])
     assert set(found.modules) == {"nbt_arriving_lib"}
     travel.mark_local_modules()
-    blob = cloudpickle.dumps((module.go, travel.Arrivals(None, found)))
+    blob = cloudpickle.dumps((module.go, arrivals.Arrivals(None, found.members, found.modules)))
 
     for name in ("nbt_arriving_lib", "nbt_arriving_c"):
         cloudpickle.unregister_pickle_by_value(sys.modules.pop(name))  # as on an engine
@@ -239,5 +240,5 @@ def test_a_module_imported_in_a_body_arrives_whole_and_is_not_sent_back_by_value
         assert ("nbt_arriving_lib", "Reading") in _globals(cloudpickle.dumps(reading))
     finally:
         sys.modules.pop("nbt_arriving_lib", None)
-        travel._ours.pop("nbt_arriving_lib", None)
-        travel._own.clear()
+        arrivals._ours.pop("nbt_arriving_lib", None)
+        arrivals._own.clear()
