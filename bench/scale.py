@@ -47,7 +47,7 @@ RESULTS = HERE / "results"  # git-ignored
 RESULT_MARK = "@@SCALE-RESULT@@ "
 UNIT_S = 0.01  # each unit sleeps this long
 SHARE_BYTES = 4 << 20  # the shared value sent to every engine
-IDLE_S = 2.0  # seconds the idle controller is watched (heartbeats only)
+IDLE_S = 4.0  # seconds the idle controller is watched (heartbeats only; psutil counts 10 ms ticks)
 ENGINES = (32, 8)  # one point per engine count; the first also runs the raw ipyparallel peers
 IPP_CHUNKSIZES = (1, 10)  # raw ipyparallel map: its default, and 100 ms of work per message
 UNITS_PER_ENGINE = 100
@@ -414,6 +414,7 @@ def message_rows(point: Result) -> list[str]:
         total = messages(s)
         rows.append(f"| {label.split(' (')[0]} | {point['engines']} | {s['requests']:,} | {status:,} | {data:,} "
                     f"| {other:,} | {total / span:,.0f} | {1e6 * cpu['hub'] / max(total, 1):,.0f} "
+                    f"| {1000 * cpu['client'] / max(s['requests'], 1):.1f} "
                     f"| {s['log_bytes'] / 1024:,.0f} | {pct(cpu['client'], span)} | {pct(cpu['hub'], span)} "
                     f"| {pct(cpu['children'], span)} | {pct(cpu['engines'], span)} |")
     return rows
@@ -465,9 +466,9 @@ def report(points: dict[str, Result], orphans: list[int] | None = None) -> list[
               "Every nbtasks run: " + "; ".join(
                   f"{p['engines']} engines {[round(r['wall'], 2) for r in p['runs']]} s" for p in ok) + ".", ""]
     lines += ["| peer | engines | requests | IOPub `status` | IOPub `data_message` | IOPub other "
-              "| controller msgs/s | hub CPU per msg (µs) | controller log (KiB) "
+              "| controller msgs/s | hub CPU per msg (µs) | client CPU per request (ms) | controller log (KiB) "
               "| client CPU | hub CPU | rest of controller CPU | engines CPU |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for p in ok:
         lines += message_rows(p)
     lines += ["", "Requests are counted by the hub (`queue_status`): each is a message in and its reply out. "
