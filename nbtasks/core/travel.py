@@ -24,6 +24,7 @@ checks on each engine).
 from __future__ import annotations
 
 import dis
+import importlib.util
 import inspect
 import itertools
 import os
@@ -185,11 +186,24 @@ class Survey:
                             for name, (version, tops) in self.distributions.items()))
 
 
-def _imports(code: types.CodeType) -> Iterable[str]:
-    for inner in codes_of(code):
+def _imports(fn: types.FunctionType) -> Iterable[str]:
+    """The absolute names a function's body imports (``from . import x`` resolved against
+    its package)."""
+    package = fn.__globals__.get("__package__") or ""
+    for inner in codes_of(fn.__code__):
+        consts: list[Any] = [None, None]
         for instruction in dis.get_instructions(inner):
-            if instruction.opname == "IMPORT_NAME" and isinstance(instruction.argval, str):
-                yield instruction.argval
+            if instruction.opname == "LOAD_CONST":
+                consts = [consts[1], instruction.argval]
+            elif instruction.opname == "IMPORT_NAME" and isinstance(instruction.argval, str):
+                level = consts[0] if isinstance(consts[0], int) else 0  # LOAD_CONST level, fromlist
+                if level == 0:
+                    yield instruction.argval
+                elif package:
+                    try:
+                        yield importlib.util.resolve_name("." * level + instruction.argval, package)
+                    except ImportError:  # beyond the top-level package
+                        pass
 
 
 def _values(values: Iterable[Any]) -> Iterable[Any]:
@@ -219,7 +233,7 @@ def survey(roots: Iterable[Any], values: Iterable[Any] = ()) -> Survey:
             if inspect.isfunction(obj):
                 for value in named(obj):
                     found.add_library(value)
-                for name in _imports(obj.__code__):
+                for name in _imports(obj):
                     found.add_import(name)
             elif inspect.isclass(obj):
                 for base in obj.__mro__[1:]:

@@ -242,3 +242,17 @@ def test_a_module_imported_in_a_body_arrives_whole_and_is_not_sent_back_by_value
         sys.modules.pop("nbt_arriving_lib", None)
         arrivals._ours.pop("nbt_arriving_lib", None)
         arrivals._own.clear()
+
+
+def test_relative_imports_in_a_body_are_resolved_against_the_package(tmp_path, importable):
+    package = tmp_path / "nbt_relpkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "rules.py").write_text("X = 1\n")
+    (package / "work.py").write_text("def go():\n    from .rules import X\n    from . import rules\n\n"
+                                     "    return X + rules.X\n")
+    importable(tmp_path, "nbt_relpkg.rules")
+    work = importable(tmp_path, "nbt_relpkg.work")
+    found = travel.survey([work.go])
+    assert set(found.modules) == {"nbt_relpkg", "nbt_relpkg.rules"}
+    assert found.distributions == {}
