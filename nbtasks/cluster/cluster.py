@@ -22,7 +22,7 @@ import psutil
 from ..core import shared as _shared
 from ..core.states import check_transition
 from ..core.hooks import hooks
-from ..core.serialize import dumps
+from ..core.serialize import dump
 from ..core.travel import imported_on_engines
 from .checks import check_engines
 from .dispatcher import Dispatcher
@@ -231,7 +231,7 @@ class Cluster:
     def share(self, **values: Any) -> None:
         """Send each value once to every engine (and to engines that join later);
         tasks read it with ``nt.shared("name")``. Sharing a name again replaces it."""
-        blobs = {name: dumps(value, f"shared value {name!r}") for name, value in values.items()}
+        blobs = {name: dump(value, f"shared value {name!r}") for name, value in values.items()}
         self.ensure_started()
         for name, value in values.items():
             _shared.put(name, value)  # a task called here, in the notebook, sees it too
@@ -268,8 +268,8 @@ class Cluster:
     def _checked_engines(self) -> list[int]:
         return [i for i in self.engines if i in self._checked]
 
-    def _send(self, ids: list[int], fn: Any, arg: Any) -> Any:
-        return self.client.direct_view(targets=ids).apply_sync(fn, arg)
+    def _send(self, ids: list[int], fn: Any, *args: Any) -> Any:
+        return self.client.direct_view(targets=ids).apply_sync(fn, *args)
 
     def lost(self) -> Exception | None:
         """A cluster we started whose controller died is failed for good, its engines

@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 from ..core.evaluate import Evaluation, UnitRequest
 from ..core.run import Run
-from ..core.serialize import dumps, loads
+from ..core.serialize import Pickled, dump, dumps
 from .engine import PROGRESS_KEY, run_chunk
 from .errors import ClusterStopped
 from .limits import Limits
@@ -166,14 +166,19 @@ class Dispatcher:
         self.limits.finished(chunk.stream.node.task, chunk.n)
         evaluation = chunk.stream.evaluation
         try:
-            payload = chunk.ar.get(0)
+            reply = Pickled.from_wire(chunk.ar.get(0))
         except Exception as exc:
             self.recovery.reply_failed(chunk, exc)
             return
         finally:
             self._forget_message(chunk)
-        outcome = loads(payload)
-        chunk.stream.sizer.observe(min(len(outcome.values), len(outcome.ends)), outcome.busy)
+        outcome = reply.loads()
+        # its arrays are views of the reply's frames, and the run hands them out as they
+        # are: the store writes a copy, not what the user may since have changed in place
+        payload = reply.owned() if evaluation.run.store is not None else None
+        units = min(len(outcome.values), len(outcome.ends))
+        chunk.stream.sizer.observe(units, outcome.busy)
+        chunk.stream.sizer.observe_bytes(units, back=reply.nbytes)
         self.outcomes.apply(chunk, outcome, payload, self.recovery.interrupted_rest)
         self.forget_if_over(evaluation)
 
@@ -327,13 +332,15 @@ class Dispatcher:
             run.status_note = ""
         inputs = [x for request, start, stop in parts for x in request.inputs[start:stop]]
         try:
-            blob = dumps(inputs, f"the input of task {stream.node.name!r}")
+            pickled = dump(inputs, f"the input of task {stream.node.name!r}")
         except Exception as exc:
             self._unpicklable_input(stream, parts, exc)
             return False
         chunk = Chunk(next(self._ids), stream, parts, engine)
+        stream.sizer.observe_bytes(chunk.n, sent=pickled.nbytes)
         self.limits.sent(task, chunk.n)
-        chunk.ar = self.view(engine).apply_async(run_chunk, stream.token, stream.blob, blob, parts[0][1])
+        # big buffers (arrays) in the inputs go as zmq frames of their own, not copied
+        chunk.ar = self.view(engine).apply_async(run_chunk, stream.token, stream.blob, parts[0][1], *pickled.wire())
         stream.in_flight += 1
         self.flight[engine].append(chunk)
         if len(self.flight[engine]) == 1:

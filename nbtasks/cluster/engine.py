@@ -1,10 +1,14 @@
 """Entry points that run on engines. Imported there by reference, so the
-engines need nbtasks installed (checked when a cluster is connected)."""
+engines need nbtasks installed (checked when a cluster is connected).
+
+Inputs, results and shared values travel as ``Pickled.wire()`` items: their big
+buffers (NumPy arrays) are zmq frames of their own, and the arrays a unit gets
+are built on those frames' memory, writable, without a copy (``core/serialize.py``).
+"""
 
 from __future__ import annotations
 
 import collections
-import pickle
 import time
 from typing import Any
 
@@ -12,12 +16,15 @@ import cloudpickle
 
 from ..core import progress as _progress
 from ..core import shared as _shared
+from ..core.serialize import Pickled, split
 from ..core.unitexec import ChunkOutcome, UnitFailure, execute_chunk
 
 PROGRESS_KEY = "nbtasks.progress"
 UNITS_KEY = "nbtasks.units."  # + the position of the piece's first unit
 _PROGRESS_EVERY = 0.1  # seconds between two reports from one engine (the last one always goes)
 _last_report = [0.0]
+#: frames a reply may have: ipyparallel pickles a result tuple of 64 items or more whole
+REPLY_FRAMES = 60
 
 __all__ = ["run_chunk", "probe", "store_shared", "drop_shared", "install_packages"]
 
@@ -36,15 +43,15 @@ def _task_for(token: str, blob: bytes) -> tuple:
     return entry
 
 
-def _sendable(outcome: ChunkOutcome, task_name: str) -> bytes:
+def _sendable(outcome: ChunkOutcome, task_name: str) -> Pickled:
     """Pickle the outcome; a value or error that cannot travel fails its unit only."""
     try:
-        return cloudpickle.dumps(outcome)
+        return split(outcome)
     except Exception:
         pass
     for i, value in enumerate(outcome.values):
         try:
-            cloudpickle.dumps(value)
+            split(value)
         except Exception as exc:
             outcome.values[i] = None
             outcome.errors[i] = UnitFailure(
@@ -55,7 +62,7 @@ def _sendable(outcome: ChunkOutcome, task_name: str) -> bytes:
             cloudpickle.dumps(failure.exception)
         except Exception:
             outcome.errors[i] = failure.without_exception()
-    return cloudpickle.dumps(outcome)
+    return split(outcome)
 
 
 def _publish_progress(position: int, fraction: float, message: str) -> None:
@@ -72,10 +79,14 @@ def _publish_progress(position: int, fraction: float, message: str) -> None:
 class _Streamer:
     """Sends finished units to the client while the chunk goes on (ipyparallel's data
     channel), so an engine that dies mid-chunk loses no finished unit: every unit that
-    took ``SLOW`` or more goes at once, quicker ones at least every ``EVERY`` seconds."""
+    took ``SLOW`` or more goes at once, quicker ones at least every ``EVERY`` seconds.
+    Their results then travel twice (the reply has them all): units whose big buffers
+    would take longer to send again (at ``RESEND_RATE``) than the units took to run are
+    held back, to run again should the engine die."""
 
     SLOW = 0.005
     EVERY = 0.1
+    RESEND_RATE = 100e6  # bytes/s: about a 1 Gb/s network (loopback is ~10x faster)
 
     def __init__(self, units: int) -> None:
         self.units = units
@@ -91,33 +102,45 @@ class _Streamer:
             return
         piece = out.piece(self.sent, i + 1, stdout.getvalue(), stderr.getvalue())
         try:
-            blob = cloudpickle.dumps(piece)
+            pickled = split(piece)
         except Exception:
             return  # the reply will say what could not be pickled
+        if pickled.buffers and pickled.nbytes > self.RESEND_RATE * (out.ends[i] - _start_of(out, self.sent)):
+            return  # cheaper to run again than to send twice
         from ipyparallel.engine.datapub import publish_data
 
-        publish_data({f"{UNITS_KEY}{self.sent}": blob})
+        publish_data({f"{UNITS_KEY}{self.sent}": pickled.to_bytes()})
         self.sent = i + 1
         self.last = now
 
 
-def run_chunk(token: str, task_blob: bytes, inputs_blob: bytes, first_index: int) -> bytes:
+def _start_of(out: ChunkOutcome, position: int) -> float:
+    """When the unit at ``position`` started (seconds since the chunk's t0)."""
+    return out.ends[position - 1] if position else 0.0
+
+
+def run_chunk(token: str, task_blob: bytes, first_index: int, *inputs_wire: Any) -> tuple:
+    """Run a chunk's units; ``inputs_wire``: their inputs as ``Pickled.wire()`` items.
+    Returns the outcome the same way."""
     _progress.set_reporter(_publish_progress)
     task, mode, params, extra, origins = _task_for(token, task_blob)
-    inputs = pickle.loads(inputs_blob)
+    inputs = Pickled.from_wire(inputs_wire).loads()
     outcome = execute_chunk(task, mode, params, inputs, extra, first_index,
                             on_unit=_Streamer(len(inputs)), origins=origins)
-    return _sendable(outcome, task.name)
+    return _sendable(outcome, task.name).wire(REPLY_FRAMES)
 
 
 def probe() -> None:
     """A no-op the dispatcher sends to learn whether an engine lost a chunk's reply."""
 
 
-def store_shared(values: dict[str, bytes]) -> list[str]:
-    """Unpickle shared values into this engine's registry; returns what it now holds."""
-    for name, blob in values.items():
-        _shared.put(name, cloudpickle.loads(blob))
+def store_shared(layout: list[tuple[str, bytes, int]], *buffers: Any) -> list[str]:
+    """Unpickle shared values into this engine's registry; returns what it now holds.
+    ``layout``: per value its name, pickle and how many of ``buffers`` are its."""
+    at = 0
+    for name, head, count in layout:
+        _shared.put(name, Pickled(head, buffers[at: at + count]).loads())
+        at += count
     return _shared.names()
 
 

@@ -17,6 +17,7 @@ from ..core.errors import RemoteTraceback, Retry, UnitError
 from ..core.evaluate import UnitRequest
 from ..core.records import ChunkRecord
 from ..core.run import Run
+from ..core.serialize import Pickled
 from ..core.unitexec import ChunkOutcome, UnitFailure
 from .seams import DispatchCore
 from .streams import Chunk, Stream
@@ -41,10 +42,11 @@ class Outcomes:
         self.units_done: collections.Counter[int] = collections.Counter()  # per engine, for display
         self._seq = itertools.count()
 
-    def apply(self, chunk: Chunk, outcome: Any, payload: bytes | None,
+    def apply(self, chunk: Chunk, outcome: Any, payload: Pickled | None,
                rest: Rest) -> None:
-        """Take a chunk's finished units (results, failures, re-runs, records);
-        ``rest(chunk, request, start, stop)`` deals with the units it did not reach."""
+        """Take a chunk's finished units (results, failures, re-runs, records; ``payload``:
+        the outcome as the store keeps it); ``rest(chunk, request, start, stop)`` deals
+        with the units it did not reach."""
         evaluation = chunk.stream.evaluation
         done_units = min(len(outcome.values), len(outcome.ends))
         self.units_done[chunk.engine] += done_units

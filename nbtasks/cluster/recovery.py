@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from ..core.errors import RemoteTraceback
 from ..core.evaluate import UnitRequest
-from ..core.serialize import loads
+from ..core.serialize import Pickled, loads, split
 from ..core.unitexec import ChunkOutcome
 from .engine import UNITS_KEY, probe
 from .errors import EngineUnfit
@@ -44,6 +44,15 @@ def _ranges(indices: list[int]) -> list[tuple[int, int]]:
         else:
             out.append((i, i + 1))
     return out
+
+
+def _snapshot(outcome: ChunkOutcome) -> Pickled | None:
+    """The outcome pickled now, for the store: the run hands its values to the user, who
+    may change them in place before the store thread writes."""
+    try:
+        return split(outcome).owned()
+    except Exception:
+        return None  # the store pickles it itself, or says why not
 
 
 class Recovery:
@@ -80,7 +89,7 @@ class Recovery:
         if sent is not None:  # what the engine finished before it died is not run again
             log.info("nbtasks: engine %s died; %d unit(s) of %r it finished are kept, the rest runs again",
                      chunk.engine, len(sent.values), chunk.stream.node.name)
-            self.outcomes.apply(chunk, sent, None, lambda c, r, a, b: self._run_elsewhere(c, r, a, b, ename))
+            self.outcomes.apply(chunk, sent, _snapshot(sent), lambda c, r, a, b: self._run_elsewhere(c, r, a, b, ename))
             self.core.forget_if_over(evaluation)
             return
         source = chunk.unit_state
@@ -176,7 +185,8 @@ class Recovery:
                 except Exception:
                     log.debug("probe failed", exc_info=True)
                     continue
-                ar.add_done_callback(lambda _f, c=chunk: self.post("probed", c))
+                # only an answer counts: a probe that fails (its engine left) says nothing of the reply
+                ar.add_done_callback(lambda f, c=chunk: f.exception() is None and self.post("probed", c))
 
     def on_probed(self, chunk: Chunk) -> None:
         if not chunk.lost and chunk in self.core.flight.get(chunk.engine, []):

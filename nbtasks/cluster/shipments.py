@@ -2,7 +2,9 @@
 (``cluster.share``) and task packages (``cluster.sync``).
 
 Each is sent once to every engine, and to engines that join later; one lock
-orders sending against engines joining, so a newcomer never misses one.
+orders sending against engines joining, so a newcomer never misses one. A
+shared value is kept as pickled when shared (``Pickled.owned``: a later change
+to the original reaches no engine), its big buffers sent as zmq frames.
 """
 
 from __future__ import annotations
@@ -11,13 +13,14 @@ import hashlib
 import threading
 from typing import Any, Callable, Iterator
 
+from ..core.serialize import Pickled
 from .engine import drop_shared, install_packages, store_shared
 from .packages import Package
 
 __all__ = ["Shipments"]
 
-#: send(engine ids, function, argument): run ``function(argument)`` on those engines
-Send = Callable[[list[int], Callable[..., Any], Any], Any]
+#: send(engine ids, function, *arguments): run ``function(*arguments)`` on those engines
+Send = Callable[..., Any]
 
 
 class Shipments:
@@ -25,16 +28,17 @@ class Shipments:
 
     def __init__(self, send: Send) -> None:
         self._send = send
-        self._values: dict[str, bytes] = {}  # name -> pickled value
+        self._values: dict[str, Pickled] = {}  # name -> pickled value
         self._packages: dict[str, Package] = {}  # name -> the last version synced
         self.lock = threading.Lock()  # held while engines are sent something or let in
 
-    def share(self, blobs: dict[str, bytes], engines: Callable[[], list[int]]) -> None:
+    def share(self, values: dict[str, Pickled], engines: Callable[[], list[int]]) -> None:
+        values = {name: pickled.owned() for name, pickled in values.items()}
         with self.lock:
-            self._values.update(blobs)
+            self._values.update(values)
             ids = engines()
             if ids:
-                self._send(ids, store_shared, blobs)
+                self._send(ids, store_shared, *_arguments(values))
 
     def unshare(self, names: tuple[str, ...], engines: Callable[[], list[int]]) -> None:
         with self.lock:
@@ -63,7 +67,7 @@ class Shipments:
     def welcome(self, ids: list[int]) -> None:
         """Bring engines that just joined up to date (call with ``lock`` held)."""
         if self._values:
-            self._send(ids, store_shared, dict(self._values))
+            self._send(ids, store_shared, *_arguments(self._values))
         if self._packages:
             self._send(ids, install_packages, self._ordered(list(self._packages)))
 
@@ -87,8 +91,17 @@ class Shipments:
         with self.lock:
             h = hashlib.blake2b(digest_size=16)
             for name in sorted(self._values):
-                h.update(name.encode() + b"\0" + self._values[name])
+                h.update(name.encode() + b"\0")
+                for chunk in self._values[name].chunks():
+                    h.update(chunk)
             return h.digest()
 
     def names(self) -> Iterator[str]:
         return iter(sorted(self._values))
+
+
+def _arguments(values: dict[str, Pickled]) -> list[Any]:
+    """``engine.store_shared``'s arguments: (name, pickle, buffer count) of each value,
+    then every buffer, each an argument of its own so ipyparallel sends it as a frame."""
+    layout = [(name, pickled.head, len(pickled.buffers)) for name, pickled in values.items()]
+    return [layout, *(buffer for pickled in values.values() for buffer in pickled.buffers)]

@@ -17,6 +17,7 @@ import sys
 import types
 from typing import Any, Mapping
 
+from ..core.serialize import split
 from ..core.usercode import is_users, reach
 
 __all__ = ["task_digest", "leaf_digest", "request_key"]
@@ -96,7 +97,12 @@ def task_digest(task: Any) -> bytes:
 
 
 def _pickled_digest(h: Any, value: Any) -> None:
-    h.update(pickle.dumps(value, protocol=5))
+    # big buffers (arrays) are hashed where they are, not first copied into the pickle
+    pickled = split(value, pickle.dumps)
+    h.update(pickled.head)
+    for buffer in pickled.buffers:
+        h.update(buffer.nbytes.to_bytes(8, "little"))
+        h.update(buffer)
 
 
 def leaf_digest(task: Any, mode: str, params: Mapping[str, Any], extra: tuple) -> bytes:

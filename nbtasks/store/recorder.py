@@ -29,8 +29,7 @@ from array import array
 from dataclasses import dataclass
 from typing import Any
 
-import cloudpickle
-
+from ..core.serialize import Pickled, split
 from .keys import leaf_digest, request_key
 from .location import MEMORY, resolve
 from .rows import Tracked, write_cluster, write_run
@@ -171,10 +170,11 @@ class Store:
 
     def _load(self, data: bytes | None, path: str | None) -> Any:
         try:
-            if data is None:
+            if data is None:  # into memory of its own: arrays are rebuilt on it, writable
                 with open(os.path.join(self.path + "-results", path), "rb") as f:
-                    data = f.read()
-            return cloudpickle.loads(data)
+                    data = bytearray(os.fstat(f.fileno()).st_size)
+                    f.readinto(data)
+            return Pickled.from_bytes(data).loads()
         except Exception as exc:  # a class that is gone, a file removed: run those units again
             log.info("nbtasks: a stored result cannot be read (%s); its units run again", exc)
             return None
@@ -191,9 +191,9 @@ class Store:
         """Report ``cluster``'s engines (busy or idle) while it runs."""
         self._clusters.add(cluster)
 
-    def record(self, run: Any, part: Any, payload: bytes | None = None, blob: int | None = None) -> None:
-        """Queue a finished part of a chunk (``payload``: the chunk's pickled outcome,
-        or ``blob``: the stored one it was taken from)."""
+    def record(self, run: Any, part: Any, payload: Pickled | None = None, blob: int | None = None) -> None:
+        """Queue a finished part of a chunk (``payload``: the chunk's pickled outcome, which
+        no one changes any more, or ``blob``: the stored one it was taken from)."""
         key = part.request.key
         if key is not None:
             with self._pending_lock:
@@ -296,26 +296,33 @@ class Store:
             finally:
                 self._blobs.clear()  # hold no outcome past its batch
 
-    def _blob(self, conn: sqlite3.Connection, outcome: Any, payload: bytes | None) -> int:
+    def _blob(self, conn: sqlite3.Connection, outcome: Any, payload: Pickled | None) -> int:
         """Store a chunk's outcome once, however many parts it has (``payload``: as it
-        came from the engine; None for units kept from an engine that died)."""
+        came from the engine; None: pickle it now). Its big buffers (arrays) are written
+        after the pickle as they are (``Pickled.chunks``), never copied into it."""
         known = self._blobs.get(id(outcome))
         if known is not None and known[0] is outcome:
             return known[1]
         if payload is None:
-            payload = cloudpickle.dumps(outcome)
-        if len(payload) > LARGE and self.results_dir is not None:
-            name = hashlib.blake2b(payload, digest_size=20).hexdigest() + ".pkl"
+            payload = split(outcome)
+        chunks = payload.chunks()
+        size = sum(memoryview(c).nbytes for c in chunks)
+        if size > LARGE and self.results_dir is not None:
+            digest = hashlib.blake2b(digest_size=20)
+            for c in chunks:
+                digest.update(c)
+            name = digest.hexdigest() + ".pkl"
             os.makedirs(self.results_dir, exist_ok=True)
             target = os.path.join(self.results_dir, name)
             if not os.path.exists(target):
                 tmp = f"{target}.{os.getpid()}.tmp"
                 with open(tmp, "wb") as f:
-                    f.write(payload)
+                    f.writelines(chunks)
                 os.replace(tmp, target)
-            blob = conn.execute("INSERT INTO blobs (size, path) VALUES (?, ?)", (len(payload), name)).lastrowid
+            blob = conn.execute("INSERT INTO blobs (size, path) VALUES (?, ?)", (size, name)).lastrowid
         else:
-            blob = conn.execute("INSERT INTO blobs (size, data) VALUES (?, ?)", (len(payload), payload)).lastrowid
+            data = b"".join(chunks)
+            blob = conn.execute("INSERT INTO blobs (size, data) VALUES (?, ?)", (size, data)).lastrowid
         self._blobs[id(outcome)] = (outcome, blob)
         return blob
 
