@@ -35,10 +35,11 @@ LOCAL_CONTROLLER = ["--HeartMonitor.period=100", "--HeartMonitor.max_heartmonito
 # Over a network 100 ms beats are noise and lost packets; a host whose link is cut is noticed in
 # about 4 s at 1 s x 3 misses (36 s at ipyparallel's defaults), its units then run elsewhere.
 NETWORK_CONTROLLER = ["--HeartMonitor.period=1000", "--HeartMonitor.max_heartmonitor_misses=3", "--nodb"]
-# An engine checks for the controller's beats every period + 0.5 s: after 3 empty checks (~5 s)
-# it exits, so remote engines end soon after their controller, however it ended. An engine
-# busy in a unit checks when the unit returns.
-NETWORK_ENGINE = ["--IPEngine.max_heartbeat_misses=3"]
+# An engine checks for the controller's beats every period + 0.5 s: after 2 empty checks (no
+# beat for 3 s: the controller drops it about then too) it exits, so remote engines end 3-4.5 s
+# after their controller, however that ended (their nannies ~3 s later: ipyparallel lingers to
+# tell the dead controller). An engine busy in a unit checks when the unit returns.
+NETWORK_ENGINE = ["--IPEngine.max_heartbeat_misses=2"]
 
 
 def check_options(n: int | None, options: dict[str, Any]) -> None:
