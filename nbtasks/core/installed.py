@@ -227,7 +227,8 @@ class _Index:
 
 _index = _Index()
 _decided: dict[str, tuple[str | None, Origin]] = {}  # module name -> (its file, origin)
-_by_file: dict[str, Any] = {}  # a module file -> its module's name ("": len(sys.modules) then)
+_by_file: dict[str, str] = {}  # a module file -> its module's name
+_by_file_count = [0]  # len(sys.modules) when _by_file was made
 
 
 def _owner(top: str, file: str) -> Origin | None:
@@ -241,9 +242,9 @@ def _decide(name: str, module: types.ModuleType | None, file: str | None) -> Ori
     if name == "__main__":
         return LOCAL
     top = name.partition(".")[0]
-    if top in _STDLIB_NAMES:
-        return STDLIB
     if file is None:
+        if top in _STDLIB_NAMES:
+            return STDLIB  # built in, or frozen
         path = getattr(module, "__path__", None)
         if path is None:  # made at runtime, or frozen: there is nothing of it to send
             return UNOWNED
@@ -253,11 +254,11 @@ def _decide(name: str, module: types.ModuleType | None, file: str | None) -> Ori
             return providers[0].origin
         return UNOWNED if providers else LOCAL
     file = _norm(file)
+    if _under(file, _STDLIB_ROOTS) and not _under(file, _SITE_ROOTS):
+        return STDLIB  # by where it is: a local test.py is not the standard library's test
     owner = _owner(top, file)
     if owner is not None:
         return owner
-    if _under(file, _STDLIB_ROOTS) and not _under(file, _SITE_ROOTS):
-        return STDLIB
     if _index.refresh(file):  # installed since we looked?
         owner = _owner(top, file)
         if owner is not None:
@@ -296,15 +297,15 @@ def is_installed_file(path: str) -> bool:
 
 def _module_of_file(path: str) -> types.ModuleType | None:
     name = _by_file.get(path)
-    if name is None and len(sys.modules) != _by_file.get("", 0):  # modules came (or went) since
+    if name is None and len(sys.modules) != _by_file_count[0]:  # modules came (or went) since
         _by_file.clear()
         for mod_name, module in list(sys.modules.items()):
             file = getattr(module, "__file__", None)
             if isinstance(file, str):
                 _by_file[file] = mod_name
-        _by_file[""] = len(sys.modules)
+        _by_file_count[0] = len(sys.modules)
         name = _by_file.get(path)
-    module = sys.modules.get(name) if isinstance(name, str) else None
+    module = sys.modules.get(name) if name is not None else None
     return module if getattr(module, "__file__", None) == path else None
 
 

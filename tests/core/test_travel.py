@@ -256,3 +256,11 @@ def test_relative_imports_in_a_body_are_resolved_against_the_package(tmp_path, i
     found = travel.survey([work.go])
     assert set(found.modules) == {"nbt_relpkg", "nbt_relpkg.rules"}
     assert found.distributions == {}
+
+
+def test_a_local_module_named_like_the_standard_librarys_is_local(tmp_path, importable, monkeypatch):
+    (tmp_path / "test.py").write_text("def probe():\n    return 'mine'\n")
+    monkeypatch.delitem(sys.modules, "test", raising=False)
+    mine = importable(tmp_path, "test")
+    assert mine.probe() == "mine"
+    assert origin_of(mine).kind is Kind.LOCAL
