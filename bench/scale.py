@@ -129,37 +129,49 @@ def cpu_seconds(proc: Any) -> float:
         return 0.0
 
 
+def cluster_processes(cluster_id: str) -> list[Any]:
+    """The processes of one ipyparallel cluster on this host (controller and its children,
+    engines, nannies): ipyparallel gives each ``$IPP_CLUSTER_ID`` in its environment."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        if "ipyparallel" not in " ".join(proc.info["cmdline"] or []):
+            continue
+        try:
+            if proc.environ().get("IPP_CLUSTER_ID") == cluster_id:
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
 class Watch:
     """CPU of the controller (hub and children), the engines and this client, and the
     messages the controller handled, over a stretch of time."""
 
-    def __init__(self, client: Any, iopub: IopubCounter, ipython_dir: str, log_dir: str) -> None:
+    def __init__(self, client: Any, iopub: IopubCounter, cluster_id: str, log_dir: str) -> None:
         import psutil
-
-        from run import ipp_processes
 
         self.client = client
         self.iopub = iopub
+        self.cluster_id = cluster_id
         self.me = psutil.Process()
-        ours = ipp_processes(ipython_dir)
-        controllers = [p for p in ours if "controller" in " ".join(p.cmdline())]
+        controllers = [p for p in cluster_processes(cluster_id) if "controller" in " ".join(p.cmdline())]
         pids = {p.pid for p in controllers}
         roots = [p for p in controllers if p.ppid() not in pids]
         if len(roots) != 1:
-            raise RuntimeError(f"expected one ipyparallel controller under {ipython_dir}, found {len(roots)}")
+            raise RuntimeError(f"expected one controller of cluster {cluster_id}, found {len(roots)}")
         self.hub = roots[0]
         self.children = {p.pid: p for p in self.hub.children(recursive=True)}
         self.children.update((p.pid, p) for p in controllers if p.pid != self.hub.pid)
-        self.ipython_dir = ipython_dir
         self.log_dir = log_dir
         #: CPU seconds spent so far, i.e. on starting: registering every engine, the check
         self.spent = {"hub": cpu_seconds(self.hub), "engines": sum(map(cpu_seconds, self._engines())),
                       "controller_children": sum(map(cpu_seconds, self.children.values()))}
 
     def _engines(self) -> list[Any]:
-        from run import ipp_processes
-
-        return [p for p in ipp_processes(self.ipython_dir) if p.pid != self.hub.pid and p.pid not in self.children]
+        return [p for p in cluster_processes(self.cluster_id) if p.pid != self.hub.pid and p.pid not in self.children]
 
     def _client_cpu(self) -> tuple[float, float]:
         """This process's CPU without the counting thread, and the part of it nbtasks' store thread used."""
@@ -251,7 +263,7 @@ def measured_sleep() -> float:
     return (time.perf_counter() - t0) / 50
 
 
-def run_point(engines: int, units_per_engine: int, repeats: int, peers: bool) -> Result:
+def run_point(engines: int, units_per_engine: int, repeats: int, peers: bool, idle_s: float = IDLE_S) -> Result:
     """One cluster of ``engines``; with ``peers``, raw ipyparallel on the same engines too."""
     import resource
 
@@ -268,16 +280,16 @@ def run_point(engines: int, units_per_engine: int, repeats: int, peers: bool) ->
     cluster = nt.Cluster(n=engines, engine_timeout=240.0)
     try:
         cluster.start()
-        out["start_s"] = time.perf_counter() - t0
+        out.update(start_s=time.perf_counter() - t0, cluster_id=cluster.cluster_id)
         connection = client_file(cluster.profile_dir, cluster.cluster_id)
         peer = ipp.Client(connection)  # queue_status, raw ipyparallel, the check on its own
         iopub = IopubCounter(iopub_url(connection))
         try:
-            watch = Watch(peer, iopub, os.environ["IPYTHONDIR"], os.path.join(cluster.profile_dir, "log"))
+            watch = Watch(peer, iopub, cluster.cluster_id, os.path.join(cluster.profile_dir, "log"))
             out["start_cpu"] = watch.spent
             out["idle"] = {}
             with watch.over(out["idle"]):
-                time.sleep(IDLE_S)
+                time.sleep(idle_s)
             t1 = time.perf_counter()
             check_engines(peer, list(peer.ids))
             out["check_s"] = time.perf_counter() - t1

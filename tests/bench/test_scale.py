@@ -1,0 +1,37 @@
+"""bench/scale.py counts what it says it counts: the requests the hub routes, the IOPub
+messages by type, the run store's rows, and it leaves no process of its cluster behind."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+import scale  # noqa: E402  (bench/ is not a package)
+
+
+def test_a_point_counts_requests_messages_and_rows_and_stops_its_cluster():
+    point = scale.run_point(2, units_per_engine=10, repeats=1, peers=True, idle_s=0.5)
+
+    run = point["runs"][0]
+    assert run["stored"]["units"] == 20
+    # every chunk nbtasks sent is one request the hub counted, answered with busy and idle on
+    # IOPub, and one row in the run store
+    assert run["requests"] == run["chunks"] == run["stored"]["rows"]
+    assert run["iopub"]["status"] == 2 * run["requests"]
+    # finished units streamed back: at most all but the last of each chunk (its reply carries it)
+    assert run["iopub"].get("data_message", 0) <= 20 - run["chunks"]
+    one, ten = point["peers"]["ipp-map-1"], point["peers"]["ipp-map-10"]
+    assert (one["requests"], one["iopub"]["status"]) == (20, 40)
+    assert (ten["requests"], ten["iopub"]["status"]) == (2, 4)
+    assert run["cpu"]["hub"] > 0 and run["cpu"]["engines"] > 0 and run["log_bytes"] > 0
+
+    deadline = time.monotonic() + 10
+    while scale.cluster_processes(point["cluster_id"]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert scale.cluster_processes(point["cluster_id"]) == []
+
+    text = "\n".join(scale.report({"2 engines": point}))
+    assert "| ipyparallel `LoadBalancedView.map`, chunksize=10 | 2 | 20 |" in text
+    assert "error" not in text
