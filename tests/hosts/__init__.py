@@ -13,7 +13,7 @@ by ``close()`` (or ``with``), also after a failed start; a session killed before
 cleaned up by the next one. Nothing is skipped: not root, or a missing program, fails with a
 message saying what to install (``bash tools/system-deps.sh``).
 
-In tests, use the session fixtures of ``tests/hosts/conftest.py`` (``network``, ``ssh_hosts``,
+In tests, use the session fixtures of ``tests/hosts/fixtures.py`` (``network``, ``ssh_hosts``,
 ``slurm``, ``mpi``); every test's ``tmp_path`` is hidden from the hosts there. By hand::
 
     from tests.hosts import Network, SSH

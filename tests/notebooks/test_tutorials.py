@@ -13,6 +13,8 @@ import base64
 import math
 import pathlib
 import re
+import socket
+import sys
 import time
 
 import nbformat
@@ -84,8 +86,11 @@ class Executed:
         self.stdout = all_stdout(nb)
 
 
-def execute(name: str, ipythondir: pathlib.Path) -> Executed:
-    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+def execute(name: str, ipythondir: pathlib.Path, workdir: pathlib.Path = NOTEBOOKS,
+            env: dict[str, str] | None = None) -> Executed:
+    """Run ``workdir/name`` with ``workdir`` as the kernel's working directory, ``env`` added
+    to its environment."""
+    nb = nbformat.read(workdir / name, as_version=4)
     last_code = max(i for i, c in enumerate(nb.cells) if c.cell_type == "code")
     seen = [0]
     left_after_last: dict = {}
@@ -96,11 +101,13 @@ def execute(name: str, ipythondir: pathlib.Path) -> Executed:
             left_after_last.update(wait_until_gone(ipythondir))
 
     client = NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3",
-                            resources={"metadata": {"path": str(NOTEBOOKS)}},
+                            resources={"metadata": {"path": str(workdir)}},
                             on_cell_executed=on_cell_executed)
     try:
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("IPYTHONDIR", str(ipythondir))  # the kernel inherits os.environ
+            for key, value in (env or {}).items():
+                mp.setenv(key, value)
             client.execute()
     finally:
         left_after_shutdown = wait_until_gone(ipythondir)
@@ -638,3 +645,76 @@ def test_run_store_record_lists_every_run(run_store: Executed) -> None:
 @needs(RUN_STORE)
 def test_run_store_stops_its_cluster(run_store: Executed) -> None:
     assert_stops_its_cluster(run_store)
+
+
+# -- 07-cluster: the same notebook here and on other hosts (the test hosts of tests/hosts/) -------------
+
+# the test hosts' session fixtures, asked for by name (request.getfixturevalue)
+from tests.hosts.fixtures import network, ssh_hosts  # noqa: E402,F401
+
+CLUSTER = "07-cluster.ipynb"
+
+
+@pytest.fixture
+def cluster_here(run_notebook) -> Executed:
+    return run_notebook(CLUSTER)
+
+
+@pytest.fixture(scope="module")
+def cluster_on_hosts(request, tmp_path_factory) -> Executed:
+    """07 run against SSH hosts: a copy of the notebook and its helpers.py in a folder the hosts
+    cannot read, ipyparallel's SSH settings in the profile (as a user would keep them there)."""
+    ssh = request.getfixturevalue("ssh_hosts")
+    workdir = tmp_path_factory.mktemp("laptop")  # under pytest's base temp: hidden from the hosts
+    for name in (CLUSTER, "helpers.py"):
+        (workdir / name).write_bytes((NOTEBOOKS / name).read_bytes())
+    ipythondir = workdir / "ipython"
+    (ipythondir / "profile_default").mkdir(parents=True)
+    (ipythondir / "profile_default" / "ipcluster_config.py").write_text(
+        f"c.SSHLauncher.ssh_args = c.SSHLauncher.scp_args = {ssh.ssh_args!r}\n"
+        f"c.SSHLauncher.remote_python = {sys.executable!r}\n")
+    for host in ssh.network.hosts:
+        seen = host.run(["sh", "-c", 'test -e "$0" && echo readable || echo hidden', str(workdir / "helpers.py")])
+        assert seen == "hidden\n"  # helpers.py is the client's alone
+    return execute(CLUSTER, ipythondir, workdir, env={"NBTASKS_TUTORIAL_HOSTS": "node1,node2",
+                                                      "NBTASKS_STORE": str(workdir / "runs.db")})
+
+
+def assert_cluster_tutorial(executed: Executed, here: str, there: list[str]) -> None:
+    """Part 1 ran on ``here``; part 2 and the attached cluster on ``there`` (one engine each)."""
+    out = executed.stdout
+    part1, part2 = out.split("there: ", 1)
+    report = one(r"here: (.*)", part1).group(1)
+    assert report == "35 different words; the most frequent: bread (3), came (3), market (3), river (3), town (3)"
+    assert one(r"ran on: (.*)", part1).group(1) == here
+    assert part2.startswith(f"{report}\n")
+    assert one(r"ran on: (.*)", part2).group(1) == ", ".join(sorted(set(there)))
+    assert "same result as on the laptop: True\n" in part2
+    assert "same as running it serially in this notebook: True\n" in part2
+    engines = re.findall(r"^  engine \d+ on (\S+), pid \d+$", part2, flags=re.MULTILINE)
+    assert sorted(engines) == sorted(there), part2
+    assert "characters per line, counted on the attached cluster: [69, 66, 64, 52, 59, 69, 60, 56]\n" in part2
+    assert one(r"its engines run on: (.*)", part2).group(1) == ", ".join(sorted(set(there)))
+    assert "after detaching, the cluster still has 2 engines\n" in part2
+    assert out.endswith("cluster stopped\n"), out[-300:]
+    assert not executed.left_after_last_cell, executed.left_after_last_cell
+
+
+@needs(CLUSTER)
+def test_cluster_tutorial_runs_on_this_machine_without_hosts(cluster_here: Executed) -> None:
+    host = socket.gethostname()
+    assert "SSH hosts: none given, every part runs here\n" in cluster_here.stdout
+    assert_cluster_tutorial(cluster_here, host, [host, host])
+
+
+@needs(CLUSTER)
+def test_cluster_tutorial_moves_to_ssh_hosts_by_its_cluster_line(cluster_on_hosts: Executed, request) -> None:
+    hosts = request.getfixturevalue("network").hosts
+    assert not [(i, o.get("ename"), o.get("evalue")) for i, c in enumerate(cluster_on_hosts.nb.cells)
+                if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert "SSH hosts: node1, node2\n" in cluster_on_hosts.stdout
+    assert_cluster_tutorial(cluster_on_hosts, socket.gethostname(), ["node1", "node2"])
+    deadline = time.monotonic() + EXIT_GRACE  # cluster.stop() stopped the engines on the hosts too
+    while any(h.processes() for h in hosts) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [p.cmdline() for h in hosts for p in h.processes()] == []
