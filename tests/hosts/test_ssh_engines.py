@@ -100,11 +100,9 @@ def test_a_composed_pipeline_with_local_code_and_shared_data_gives_the_serial_re
     hosts = {unit.host for unit in run.units()}
     assert hosts == {"node1", "node2"}, hosts
 
-    reader = StoreReader(os.environ["NBTASKS_STORE"])
-    deadline = time.monotonic() + 10
-    while (recorded := reader.run(run.id))["state"] != "done" and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert recorded["state"] == "done" and recorded["counts"]["done"] == counts["done"]
+    reader = StoreReader(os.environ["NBTASKS_STORE"])  # written on the store's own thread, soon after
+    _wait_until(lambda: (reader.run(run.id) or {}).get("state") == "done", 10, "the store records the run")
+    assert reader.run(run.id)["counts"]["done"] == counts["done"]
     units = reader.units(run.id, state="done", limit=1000)["units"]
     assert {u["host"] for u in units} == {"node1", "node2"}
 
