@@ -76,7 +76,7 @@ class Cluster:
     controller listens where such engines can reach it: for SSH, this machine's address
     on the route to the first host; otherwise every interface (``"*"``), the engines
     finding it by this machine's hostname. They get 1 s heartbeats, and end by
-    themselves ~5 s after their controller does, so none outlives its owner.
+    themselves seconds after their controller does, so none outlives its owner.
     """
 
     _default: "Cluster | None" = None
