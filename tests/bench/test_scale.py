@@ -9,6 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import scale  # noqa: E402  (bench/ is not a package)
+import watch  # noqa: E402
 
 
 def test_a_point_counts_requests_messages_and_rows_and_stops_its_cluster():
@@ -28,9 +29,9 @@ def test_a_point_counts_requests_messages_and_rows_and_stops_its_cluster():
     assert run["cpu"]["hub"] > 0 and run["cpu"]["engines"] > 0 and run["log_bytes"] > 0
 
     deadline = time.monotonic() + 10
-    while scale.cluster_processes(point["cluster_id"]) and time.monotonic() < deadline:
+    while watch.cluster_processes(point["cluster_id"]) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert scale.cluster_processes(point["cluster_id"]) == []
+    assert watch.cluster_processes(point["cluster_id"]) == []
 
     text = "\n".join(scale.report({"2 engines": point}))
     assert "| ipyparallel `LoadBalancedView.map`, chunksize=10 | 2 | 20 |" in text
