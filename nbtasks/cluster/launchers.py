@@ -15,6 +15,7 @@ heartbeats, which the guard's end of the controller silences.
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import logging
 import socket
@@ -103,8 +104,7 @@ def make_ipp_cluster(n: int | None, options: dict[str, Any]) -> tuple[Any, int]:
 
     options = dict(options)
     hosts = options.pop("hosts", None)
-    config = Config()
-    config.merge(options.pop("config", None) or Config())  # a copy: the caller's stays as it was
+    config = copy.deepcopy(options.pop("config", None) or Config())  # the caller's stays as it was
     user_controller_args = list(options.pop("controller_args", []))
     options.setdefault("shutdown_atexit", False)  # nbtasks' own stop() runs at exit, quietly
     cluster = ipp.Cluster(n=n, delay=0, config=config, log_level=logging.WARNING, **options)
