@@ -57,9 +57,12 @@ LINES = [f"The {w} and the {v} of line {i}" for i, (w, v) in
 
 @pytest.fixture(scope="module")
 def ssh_cluster(ssh_hosts):
+    """Two engines, one on node1 and one on node2; stopping it must stop them there."""
     cluster = nt.Cluster(engines="ssh", config=ssh_hosts.launcher_config(per_host=1, hosts=["node1", "node2"]))
     with cluster:
         yield cluster
+    hosts = [ssh_hosts.network["node1"], ssh_hosts.network["node2"]]
+    _wait_until(lambda: not any(h.processes() for h in hosts), 10, "cluster.stop() ended the engines on the hosts")
 
 
 @pytest.fixture(scope="module")
