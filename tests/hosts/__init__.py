@@ -24,8 +24,9 @@ In tests, use the session fixtures of ``tests/hosts/fixtures.py`` (``network``, 
         engine = node1.popen(["ipengine", "--file", connection_file])
         node1.cut(); node1.restore()              # lose the host's link, and bring it back
         node1.processes()                         # what runs there (not its own sshd)
-        cluster = nt.Cluster(n=2, engines="ssh", controller_ip=net.address,
-                             config=ssh.launcher_config(per_host=1))
+        # engines on node1 and node2; the controller listens on net.address, the
+        # client's side of the bridge (nbtasks finds it: the route towards node1)
+        cluster = nt.Cluster(engines="ssh", config=ssh.launcher_config(per_host=1))
 """
 
 from .mpi import MPI

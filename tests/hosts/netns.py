@@ -113,7 +113,7 @@ class Host:
 
     @property
     def linked(self) -> bool:
-        return "UP" in run(["ip", "-br", "link", "show", self.veth]).split()[1]
+        return run(["ip", "-br", "link", "show", self.veth]).split()[1] == "UP"
 
     # -- life cycle (by its Network) -----------------------------------------------------
     def _create(self, bridge: str, hosts_file: Path, hidden: list[Path]) -> None:
