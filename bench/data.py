@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import gc
 import resource
 import sys
 import time
@@ -123,6 +124,7 @@ def peer_runner(peer: str, fn: Callable[[Any], Any], notes: Result) -> Iterator[
             view.map(fn, warm, block=True)
 
             def between() -> None:
+                client.wait(timeout=60)  # replies of a map may be complete before all of its messages are
                 client.purge_local_results("all")
                 client.history.clear()
 
@@ -173,6 +175,7 @@ def measure(peer: str, variant: str, args: argparse.Namespace) -> Result:
             times.append(time.perf_counter() - t0)
             check(variant, inputs, out)
             del out
+            gc.collect()  # results that sit in reference cycles (ipyparallel's futures, a finished run) go now
     return {"times": times, "best": min(times), "base_mb": base, "peak_mb": peak_mb(),
             "gib": args.arrays * args.array_mb / 1024, **notes}
 

@@ -115,6 +115,9 @@ class Dispatcher:
                     self._handlers[kind](*args)
                 except Exception:  # a bug here must not kill the thread and hang every run
                     log.exception("nbtasks dispatcher failed handling %s", kind)
+            # hold no message while waiting for the next: a "done" holds its chunk, hence its
+            # run and every result of it (arrays, maybe GBs), and an idle wait may last long
+            message = messages = args = None
             try:
                 self.recovery.interrupt_abandoned()
                 self.recovery.probe_quiet_engines()
