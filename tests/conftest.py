@@ -19,6 +19,7 @@ os.environ["IPYTHONDIR"] = tempfile.mkdtemp(prefix="nbtasks-test-ipython-")
 os.environ["NBTASKS_STORE"] = os.path.join(tempfile.mkdtemp(prefix="nbtasks-test-store-"), "runs.db")
 
 import nbtasks as nt  # noqa: E402  (after IPYTHONDIR is set)
+from tests.hosts.fixtures import mpi, network, slurm, ssh_hosts  # noqa: E402,F401  (one set per session)
 
 _by_value: set[str] = set()
 

@@ -2,8 +2,8 @@
 
 Each is made on first use and torn down at the end of the session, also when tests fail.
 Every test's ``tmp_path`` (pytest's base temp dir) is hidden from the hosts, so a notebook
-or a ``helpers.py`` written there is the client's alone. ``tests/hosts/conftest.py`` offers
-them to the tests in ``tests/hosts/``; a test module elsewhere imports the ones it uses.
+or a ``helpers.py`` written there is the client's alone. ``tests/conftest.py`` offers
+them to every test, so one session builds one network, whoever asks first.
 """
 
 from __future__ import annotations

@@ -649,8 +649,6 @@ def test_run_store_stops_its_cluster(run_store: Executed) -> None:
 
 # -- 07-cluster: the same notebook here and on other hosts (the test hosts of tests/hosts/) -------------
 
-# the test hosts' session fixtures, asked for by name (request.getfixturevalue)
-from tests.hosts.fixtures import network, ssh_hosts  # noqa: E402,F401
 
 CLUSTER = "07-cluster.ipynb"
 
