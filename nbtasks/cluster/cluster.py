@@ -29,7 +29,7 @@ from .dispatcher import Dispatcher
 from .errors import ClusterError, ClusterStopped, ControllerLost
 from .launchers import LOCAL_CONTROLLER, check_options, launcher_name, make_ipp_cluster, started_here
 from .packages import pack
-from .processes import OwnProcesses, in_plain_thread
+from .processes import OwnProcesses, descendants, in_plain_thread
 from .replacements import Replacements
 from .shipments import Shipments
 
@@ -222,7 +222,7 @@ class Cluster:
             return
         found = check_engines(self.client, ids, timeout)
         if self._owned:  # ours to stop: the engines our launchers started here (not an SSH host's pids)
-            mine = {p.pid for p in psutil.Process().children(recursive=True)}
+            mine = descendants()
             self._processes.remember([info["pid"] for info in found.values() if info["pid"] in mine])
         self.engine_info.update(found)
         self._checked.update(ids)

@@ -24,6 +24,8 @@ from typing import Any
 
 import psutil
 
+from .processes import descendants
+
 __all__ = ["LOCAL_CONTROLLER", "NETWORK_CONTROLLER", "NETWORK_ENGINE", "check_options",
            "is_local", "launcher_name", "make_ipp_cluster", "ssh_engines", "started_here"]
 
@@ -130,7 +132,7 @@ def make_ipp_cluster(n: int | None, options: dict[str, Any]) -> tuple[Any, int]:
 def started_here(cluster: Any) -> list[int]:
     """Pids of the controller and engine processes ``cluster`` started as our descendants
     (local engines, mpiexec, the controller): never an SSH launcher's pid, which is remote."""
-    mine = {p.pid for p in psutil.Process().children(recursive=True)}
+    mine = descendants()
     launchers = [cluster.controller]
     for engine_set in (cluster.engines or {}).values():
         launchers += [engine_set, *getattr(engine_set, "launchers", {}).values()]

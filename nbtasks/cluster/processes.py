@@ -10,7 +10,13 @@ import psutil
 
 from .guard import Guard, end
 
-__all__ = ["OwnProcesses", "in_plain_thread"]
+__all__ = ["OwnProcesses", "descendants", "in_plain_thread"]
+
+
+def descendants() -> set[int]:
+    """Pids of this process's children, grandchildren...: what was started on this host.
+    (An SSH launcher's pid is the engine's on its remote host: it means nothing here.)"""
+    return {p.pid for p in psutil.Process().children(recursive=True)}
 
 
 class OwnProcesses:
