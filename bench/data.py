@@ -170,12 +170,14 @@ def measure(peer: str, variant: str, args: argparse.Namespace) -> Result:
         for i in range(args.repeats):
             if i:
                 between()
+                # the last run's results go now, not at the next gc: they sit in reference cycles
+                # (ipyparallel's futures, an nbtasks run), and each peer's peak is one run's
+                gc.collect()
             t0 = time.perf_counter()
             out = run(inputs)
             times.append(time.perf_counter() - t0)
             check(variant, inputs, out)
             del out
-            gc.collect()  # results that sit in reference cycles (ipyparallel's futures, a finished run) go now
     return {"times": times, "best": min(times), "base_mb": base, "peak_mb": peak_mb(),
             "gib": args.arrays * args.array_mb / 1024, **notes}
 

@@ -252,6 +252,9 @@ class Store:
             if sync:
                 last_sync = now
                 self._check_cancels()
+            # hold nothing written while waiting for more: a part holds its run, and a run
+            # every result of it (arrays, maybe GBs)
+            item = items = fresh = None
             for done in flushes:
                 done.set()
 
