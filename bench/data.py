@@ -6,7 +6,9 @@ through a ``nt.ParallelTask`` on ``nt.Cluster(n=2)``, joblib ``Parallel(n_jobs=2
 them) and raw ipyparallel ``LoadBalancedView.map`` / ``DirectView.map`` (which send
 arrays as zero-copy zmq frames). Two variants: each unit returns the array's sum
 (the data goes out only) or a new array of the same size (out and back). A serial
-loop gives the time of the work alone.
+loop gives the time of the work alone; nbtasks with ``store=False`` shows what the
+transfer costs without the run store (unit keys hash every input byte; results
+are copied for the store and written to files).
 
 Each peer and variant runs in its own subprocess (started by ``bench/run.py``), so
 the client's peak RSS is its own; the inputs (1 GiB) are made before the clock
@@ -27,10 +29,11 @@ from typing import Any, Callable, Iterator
 Result = dict[str, Any]
 
 VARIANTS = ("sum", "arrays")
-PEERS = ("serial", "nbtasks", "joblib", "ipp-lb", "ipp-direct")
+PEERS = ("serial", "nbtasks", "nbtasks-nostore", "joblib", "ipp-lb", "ipp-direct")
 PEER_LABELS = {
     "serial": "serial loop (1 core, no transfer)",
     "nbtasks": "nbtasks `ParallelTask` on `nt.Cluster(n=2)` (recorded in the run store)",
+    "nbtasks-nostore": "nbtasks, `store=False` (no unit keys, nothing recorded)",
     "joblib": "joblib, loky, n_jobs=2 (memory-maps inputs > 1 MB)",
     "ipp-lb": "ipyparallel `LoadBalancedView.map` (zero-copy frames)",
     "ipp-direct": "ipyparallel `DirectView.map` (zero-copy frames)",
@@ -91,11 +94,12 @@ def peer_runner(peer: str, fn: Callable[[Any], Any], notes: Result) -> Iterator[
     warm = [np.ones(1000)] * 4
     if peer == "serial":
         yield (lambda inputs: [fn(a) for a in inputs]), (lambda: None)
-    elif peer == "nbtasks":
+    elif peer.startswith("nbtasks"):
         import nbtasks as nt
         from nbtasks.store.recorder import Store
 
         store = Store.at(None)
+        recorded = None if peer == "nbtasks" else False
         flushes: list[float] = []
 
         def flush() -> None:  # the store writes results while no run goes: not in the next run's time
@@ -105,12 +109,14 @@ def peer_runner(peer: str, fn: Callable[[Any], Any], notes: Result) -> Iterator[
 
         with nt.Cluster(n=WORKERS_COUNT) as cluster:
             task = nt.ParallelTask(fn)
-            task.submit(warm, cluster=cluster, progress=False, cache=False).result()
+            task.submit(warm, cluster=cluster, progress=False, cache=False, store=recorded).result()
             flush()
             flushes.clear()
-            yield (lambda inputs: task.submit(inputs, cluster=cluster, progress=False, cache=False).result()), flush
+            yield (lambda inputs: task.submit(inputs, cluster=cluster, progress=False, cache=False,
+                                              store=recorded).result()), flush
             flush()
-        notes["store_flush_s"] = max(flushes)
+        if recorded is None:
+            notes["store_flush_s"] = max(flushes)
     elif peer == "joblib":
         from joblib import Parallel, delayed
 
