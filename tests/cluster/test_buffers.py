@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -159,6 +161,46 @@ def test_unpicklable_input_next_to_arrays_is_named_before_dispatch(cluster):
     with pytest.raises(TypeError, match=r"unit 1 \(input of task 'identity'\) .*lock"):
         nt.ParallelTask(identity).submit([np.ones(BIG // 8), {"lock": threading.Lock()}], cluster=cluster,
                                          progress=False, cache=False).result(60)
+
+
+def test_arrays_an_engine_sent_before_it_died_are_kept_and_recorded(tmp_path):
+    """Units that took longer than sending their arrays again would go back as they finish
+    (ipyparallel's data channel): kill -9 their engine mid-chunk, and none of them runs
+    twice; their results come back equal and are read back from the store."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    store = str(tmp_path / "runs.db")
+
+    def unit(x, directory=str(marks)):
+        open(os.path.join(directory, f"start-{x}-{os.getpid()}"), "w").close()
+        time.sleep(0.05)
+        open(os.path.join(directory, f"done-{x}-{os.getpid()}-{time.monotonic_ns()}"), "w").close()
+        return np.full(BIG // 32, float(x))  # 256 KiB: ~3 ms to send again at 100 MB/s
+
+    def marked(kind, pid=None):
+        return [n.split("-")[1] for n in os.listdir(marks)
+                if n.startswith(kind) and (pid is None or n.split("-")[2] == str(pid))]
+
+    with nt.Cluster(n=2) as own:
+        pids = dict(zip(own.client.ids, own.client[:].apply_sync(os.getpid)))
+        victim = own.engines[0]
+        task = nt.ParallelTask(unit)
+        run = task.submit(range(40), cluster=own, progress=False, store=store)
+        deadline = time.monotonic() + 60
+        # past its first chunk (which probed alone), in the middle of a unit
+        while len(marked("done", pids[victim])) < 5 or \
+                not set(marked("start", pids[victim])) - set(marked("done", pids[victim])):
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        os.kill(pids[victim], signal.SIGKILL)
+        out = run.result(120)
+        assert all(np.array_equal(a, np.full(BIG // 32, float(x))) for x, a in enumerate(out))
+        ran = [marked("done").count(str(x)) for x in range(40)]
+        assert ran == [1] * 40, [x for x in range(40) if ran[x] != 1]
+        Store.at(store).flush()
+        again = task.submit(range(40), cluster=own, progress=False, store=store)
+        assert all(np.array_equal(a, np.full(BIG // 32, float(x))) for x, a in enumerate(again.result(60)))
+        assert again.reused == 40
 
 
 def test_framed_bytes_read_back_and_plain_pickles_still_do():
