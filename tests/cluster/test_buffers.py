@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import pickle
 import signal
+import subprocess
 import threading
 import time
 
@@ -118,6 +119,25 @@ def test_results_with_buffers_are_stored_and_read_back_as_they_came(cluster, tmp
     for a, (b, name) in zip(inputs, reused):
         assert np.array_equal(b, a * 2) and name == "float64" and b.flags.writeable  # as computed
     assert os.listdir(store + "-results")  # the big ones went to files, their buffers after the pickle
+
+
+def test_runs_with_array_results_are_listed_by_a_reader_without_numpy(cluster, tmp_path, python_script):
+    store = str(tmp_path / "runs.db")
+    run = nt.ParallelTask(lambda n: np.ones(n)).submit([BIG // 8, 3], cluster=cluster, store=store, progress=False)
+    run.result(60)
+    Store.at(store).flush()
+    command = python_script(f"""
+import sys
+sys.modules["numpy"] = None  # importing numpy now fails
+from nbtasks.store import StoreReader
+reader = StoreReader({store!r})
+[listed] = reader.runs()["runs"]
+units = reader.units(listed["id"], state="done")
+print(listed["name"], listed["state"], units["total"])
+""")
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["parallel(<lambda>)", "done", "2"]
 
 
 def test_many_buffers_in_one_reply(cluster):
