@@ -243,7 +243,9 @@ class Store:
                 return
             flushes = [i for i in items if isinstance(i, threading.Event)]
             sync = bool(flushes) or _FINISHED in items or now - last_sync >= SYNC_EVERY
-            write = bool(flushes) or now - since >= WRITE_EVERY or not self._busy()
+            # a run that ends gets its units written with its final state: a reader never sees
+            # it done without them (while another run goes on, say)
+            write = bool(flushes) or _FINISHED in items or now - since >= WRITE_EVERY or not self._busy()
             if parts and write:
                 self._write_batch(parts, sync)
                 parts = []

@@ -33,7 +33,7 @@ def ssh_cluster_cell(ssh_hosts) -> str:
 def test_the_sidebar_shows_remote_engines_and_cancels_a_run_on_them(lab_page, ssh_hosts):
     lab_page.open(lab_page.lab.write_notebook("remote.ipynb", [
         SETUP, ssh_cluster_cell(ssh_hosts),
-        "run = nt.ParallelTask(time.sleep).submit([0.25] * 400, cluster=cluster); run",
+        "run = nt.ParallelTask(time.sleep).submit([0.25] * 400, cluster=cluster, cache=False); run",
         "run.cancelled(), run.cancel_reason",
         STOP,
     ]))

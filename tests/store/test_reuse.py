@@ -209,3 +209,21 @@ def test_a_started_cluster_reports_its_engines_until_it_stops(store):
     while StoreReader(store).clusters() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert StoreReader(store).clusters() == []
+
+
+def test_a_run_that_ends_while_another_goes_on_is_never_seen_done_without_its_units(cluster, store):
+    """Finished units wait for a pause in the work before they are written, but a run's end
+    writes them with its final state: a reader (the Tasks sidebar) that sees it done sees them."""
+    long = nt.ParallelTask(time.sleep).submit([0.2] * 100, cluster=cluster, progress=False, store=store)
+    try:
+        short = nt.ParallelTask(abs).submit(range(-50, 0), cluster=cluster, progress=False, store=store)
+        short.result(60)
+        reader = StoreReader(store)
+        deadline = time.monotonic() + 10
+        while (reader.run(short.id) or {}).get("state") != "done":
+            assert time.monotonic() < deadline, "the store never recorded the run's end"
+            time.sleep(0.01)
+        assert not long.done()  # the other run still goes on
+        assert len(reader.units(short.id, state="done", limit=100)["units"]) == 50
+    finally:
+        long.cancel()
