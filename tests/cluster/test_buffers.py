@@ -193,7 +193,7 @@ def test_arrays_an_engine_sent_before_it_died_are_kept_and_recorded(tmp_path):
 
     def unit(x, directory=str(marks)):
         open(os.path.join(directory, f"start-{x}-{os.getpid()}"), "w").close()
-        time.sleep(0.05)
+        time.sleep(0.2)
         open(os.path.join(directory, f"done-{x}-{os.getpid()}-{time.monotonic_ns()}"), "w").close()
         return np.full(BIG // 32, float(x))  # 256 KiB: ~3 ms to send again at 100 MB/s
 
@@ -207,9 +207,18 @@ def test_arrays_an_engine_sent_before_it_died_are_kept_and_recorded(tmp_path):
         task = nt.ParallelTask(unit)
         run = task.submit(range(40), cluster=own, progress=False, store=store)
         deadline = time.monotonic() + 60
-        # past its first chunk (which probed alone), in the middle of a unit
-        while len(marked("done", pids[victim])) < 5 or \
-                not set(marked("start", pids[victim])) - set(marked("done", pids[victim])):
+        def just_started():
+            """A unit the victim started 20-70 ms ago: the kill lands well before it ends, and
+            after what the engine sent before it started has left (a unit that ended, but
+            whose result had not left, would rightly run again)."""
+            for x in set(marked("start", pids[victim])) - set(marked("done", pids[victim])):
+                path = marks / f"start-{x}-{pids[victim]}"
+                if path.exists() and 0.02 < time.time() - path.stat().st_mtime < 0.07:
+                    return True
+            return False
+
+        # past its first chunks (the first probes alone), at the start of a unit
+        while len(marked("done", pids[victim])) < 3 or not just_started():
             assert time.monotonic() < deadline
             time.sleep(0.001)
         os.kill(pids[victim], signal.SIGKILL)
