@@ -38,6 +38,8 @@ from typing import Any, Iterable
 import psutil
 import pytest
 
+from nbtasks.cluster.guard import end
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -156,19 +158,7 @@ def describe(procs: Iterable[psutil.Process]) -> str:
 
 
 def kill_all(procs: Iterable[psutil.Process], grace: float = 5.0) -> None:
-    procs = list(procs)
-    for p in procs:
-        try:
-            p.terminate()
-        except psutil.Error:
-            pass
-    _, alive = psutil.wait_procs(procs, timeout=grace)
-    for p in alive:
-        try:
-            p.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(alive, timeout=grace)
+    end(list(procs), grace)
 
 
 def free_port() -> int:

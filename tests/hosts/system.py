@@ -15,6 +15,8 @@ from collections.abc import Iterable
 
 import psutil
 
+from nbtasks.cluster.guard import end
+
 __all__ = ["HostsError", "end_processes", "free_port", "require_program", "require_root", "run", "wait_for_port"]
 
 
@@ -77,15 +79,7 @@ def end_processes(pids: Iterable[int], grace: float = 3.0) -> None:
     processes = []
     for pid in set(pids):
         try:
-            process = psutil.Process(pid)
-            process.terminate()
-            processes.append(process)
+            processes.append(psutil.Process(pid))
         except psutil.Error:
             pass
-    _, alive = psutil.wait_procs(processes, timeout=grace)
-    for process in alive:
-        try:
-            process.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(alive, timeout=5)
+    end(processes, grace)
