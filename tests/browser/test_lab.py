@@ -40,6 +40,12 @@ def open_with_cluster(lab_page, name: str, cells: list[str]) -> None:
     lab_page.run_cell(1, wait=90)
 
 
+def open_tasks_sidebar(lab_page):
+    """Click the Tasks tab in JupyterLab's left side bar; returns the sidebar's panel."""
+    lab_page.page.locator('.jp-SideBar .lm-TabBar-tab[data-id="nbtasks-sidebar"]').click()
+    return lab_page.page.locator(".nbtasks-sidebar")
+
+
 def stop_cluster(lab_page, index: int) -> None:
     lab_page.run_cell(index, wait=60)
     expect(lab_page.outputs(index).filter(has_text="cluster stopped")).to_have_count(1, timeout=30_000)
@@ -241,8 +247,7 @@ def test_tasks_sidebar_shows_a_run_live_and_cancels_it(lab_page):
     expect(badge).to_have_text("running", timeout=20_000)
 
     page = lab_page.page
-    page.locator('.jp-SideBar .lm-TabBar-tab[data-id="nbtasks-sidebar"]').click()
-    panel = page.locator(".nbtasks-sidebar")
+    panel = open_tasks_sidebar(lab_page)
     expect(panel).to_be_visible()
     row = panel.locator(".nbtasks-run").first  # newest first: ours
     expect(row).to_have_attribute("data-state", "running", timeout=10_000)
@@ -297,9 +302,7 @@ def test_tasks_sidebar_details_show_failed_units_with_tracebacks(lab_page):
     lab_page.run_cell(2, wait=60)
     expect(lab_page.outputs(2)).to_have_text("failed 2", timeout=10_000)
 
-    page = lab_page.page
-    page.locator('.jp-SideBar .lm-TabBar-tab[data-id="nbtasks-sidebar"]').click()
-    panel = page.locator(".nbtasks-sidebar")
+    panel = open_tasks_sidebar(lab_page)
     row = panel.locator(".nbtasks-run", has_text="parallel(invert)").first
     expect(row).to_have_attribute("data-state", "failed", timeout=10_000)
     expect(row.locator(".nbtasks-run-counts")).to_have_text("5 / 5 · 2 failed")

@@ -10,7 +10,7 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from .test_lab import SETUP, STOP
+from .test_lab import SETUP, STOP, open_tasks_sidebar
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -45,9 +45,7 @@ def test_the_sidebar_shows_remote_engines_and_cancels_a_run_on_them(lab_page, ss
     badge = lab_page.cell(2).locator(".nbtasks-run .nbtasks-badge")
     expect(badge).to_have_text("running", timeout=20_000)
 
-    page = lab_page.page
-    page.locator('.jp-SideBar .lm-TabBar-tab[data-id="nbtasks-sidebar"]').click()
-    panel = page.locator(".nbtasks-sidebar")
+    panel = open_tasks_sidebar(lab_page)
     busy = panel.locator('.nbtasks-engine[data-busy="true"]')
     expect(busy).to_have_count(2, timeout=15_000)
     details = sorted(busy.nth(k).locator(".nbtasks-engine-detail").inner_text() for k in range(2))

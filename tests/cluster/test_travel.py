@@ -21,6 +21,7 @@ from traitlets.config import Config
 import nbtasks as nt
 from nbtasks.cluster import EngineUnfit
 from nbtasks.cluster.requirements import PackageMismatch, verify
+from tests.distributions import make_distribution
 
 
 def hidden_from_engines(folder, environment: dict[str, str] | None = None) -> Config:
@@ -192,25 +193,14 @@ def test_a_local_package_and_its_submodules_run_on_engines_that_cannot_read_it(l
                                                            timeout=60) == ["color"]
 
 
-def _distribution(where, name: str, version: str) -> None:
-    """A throwaway installed distribution: a module and its dist-info (METADATA, RECORD)."""
-    module = name.replace("-", "_")
-    where.mkdir(parents=True, exist_ok=True)
-    (where / f"{module}.py").write_text(f"VERSION = {version!r}\n\n\ndef plus(x):\n    return x + 1\n")
-    info = where / f"{module}-{version}.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
-    (info / "RECORD").write_text(f"{module}.py,,\n{info.name}/METADATA,,\n{info.name}/RECORD,,\n")
-
-
 @pytest.fixture
 def client_and_engine_sites(tmp_path, monkeypatch):
     """nbt-tiny-dist 1.0 and nbt-tiny-extra 1.0 here; the engines' PYTHONPATH has
     nbt-tiny-dist 2.0 and no nbt-tiny-extra."""
     client, engine = tmp_path / "client-site", tmp_path / "engine-site"
-    _distribution(client, "nbt-tiny-dist", "1.0")
-    _distribution(client, "nbt-tiny-extra", "1.0")
-    _distribution(engine, "nbt-tiny-dist", "2.0")
+    make_distribution(client, "nbt-tiny-dist", "1.0")
+    make_distribution(client, "nbt-tiny-extra", "1.0")
+    make_distribution(engine, "nbt-tiny-dist", "2.0")
     monkeypatch.syspath_prepend(str(client))
     importlib.invalidate_caches()
     yield client, engine

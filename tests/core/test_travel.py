@@ -14,19 +14,7 @@ import pytest
 import nbtasks
 from nbtasks.core import arrivals, installed, travel
 from nbtasks.core.installed import Kind, origin_of
-
-
-def _distribution(where, name: str, version: str, extra_files: dict[str, str] | None = None) -> None:
-    """A throwaway installed distribution: a module and its dist-info (METADATA, RECORD)."""
-    module = name.replace("-", "_")
-    where.mkdir(parents=True, exist_ok=True)
-    (where / f"{module}.py").write_text(f"VERSION = {version!r}\n\n\ndef plus(x):\n    return x + 1\n")
-    info = where / f"{module}-{version}.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
-    (info / "RECORD").write_text(f"{module}.py,,\n{info.name}/METADATA,,\n{info.name}/RECORD,,\n")
-    for file, text in (extra_files or {}).items():
-        (where / file).write_text(text)
+from tests.distributions import make_distribution
 
 
 @pytest.fixture
@@ -72,7 +60,7 @@ def test_a_helpers_module_beside_the_notebook_is_local(tmp_path, importable):
 def test_installed_means_owned_by_a_distribution_not_living_beside_one(tmp_path, importable):
     """A file its distribution's RECORD lists is installed (with that version); a stray file
     in the same folder belongs to nobody and is the user's."""
-    _distribution(tmp_path / "site", "nbt-owned-dist", "1.2.3",
+    make_distribution(tmp_path / "site", "nbt-owned-dist", "1.2.3",
                   extra_files={"nbt_stray_mod.py": "def g():\n    return 1\n"})
     owned = importable(tmp_path / "site", "nbt_owned_dist")
     stray = importable(tmp_path / "site", "nbt_stray_mod")
@@ -142,7 +130,7 @@ def unrelated():
 
 
 def test_survey_names_the_distributions_a_task_needs_and_the_local_code_it_brings(tmp_path, importable):
-    _distribution(tmp_path / "site", "nbt-owned-two", "0.9")
+    make_distribution(tmp_path / "site", "nbt-owned-two", "0.9")
     (tmp_path / "nbt_local_lib.py").write_text("class Shape:\n    def __init__(self, w, h):\n"
                                               "        self.w, self.h = w, h\n")
     (tmp_path / "nbt_local_extra.py").write_text("def scale(x):\n    return 2 * x\n")

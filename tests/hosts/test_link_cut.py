@@ -9,22 +9,14 @@ import time
 import psutil
 
 import nbtasks as nt
+from tests.waiting import wait_until
 
 
 def where(x):
     import os
-    import time
 
     time.sleep(0.05)
     return x, os.uname().nodename
-
-
-def _wait_until(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:g}s: {what}")
-        time.sleep(0.1)
 
 
 def test_a_cut_host_loses_no_unit_and_its_engine_is_replaced_when_the_link_returns(ssh_hosts, network):
@@ -36,7 +28,7 @@ def test_a_cut_host_loses_no_unit_and_its_engine_is_replaced_when_the_link_retur
         orphan = before["node2"]
         units = 300
         run = nt.ParallelTask(where).submit(range(units), cluster=cluster, progress=False, store=False)
-        _wait_until(lambda: run.counts()["done"] >= units // 5, 60, "a fifth of the units done")
+        wait_until(lambda: run.counts()["done"] >= units // 5, 60, "a fifth of the units done")
         node2.cut()
         try:
             results = run.result(180)
@@ -49,10 +41,10 @@ def test_a_cut_host_loses_no_unit_and_its_engine_is_replaced_when_the_link_retur
         finally:
             node2.restore()
         # back on the network: the orphan is killed on its host, a new engine starts there
-        _wait_until(lambda: not psutil.pid_exists(orphan["pid"])
+        wait_until(lambda: not psutil.pid_exists(orphan["pid"])
                     or psutil.Process(orphan["pid"]).status() == psutil.STATUS_ZOMBIE, 90,
                     "the cut-off engine stopped")
-        _wait_until(lambda: sorted(r["host"] for r in cluster.engines_status() if r["pid"]) == ["node1", "node2"],
+        wait_until(lambda: sorted(r["host"] for r in cluster.engines_status() if r["pid"]) == ["node1", "node2"],
                     90, "a new engine on node2")
         assert nt.ParallelTask(where).run([1, 2], cluster=cluster, progress=False, timeout=60)[0][0] == 1
-    _wait_until(lambda: not node2.processes(), 20, "nothing of the cluster left on node2")
+    wait_until(lambda: not node2.processes(), 20, "nothing of the cluster left on node2")

@@ -18,6 +18,7 @@ import pytest
 import nbtasks as nt
 from nbtasks.core.states import total
 from nbtasks.store import StoreReader
+from tests.waiting import wait_until
 
 HELPERS = '''
 """A module beside the notebook: not installed, and the engines' hosts cannot read it."""
@@ -62,7 +63,7 @@ def ssh_cluster(ssh_hosts):
     with cluster:
         yield cluster
     hosts = [ssh_hosts.network["node1"], ssh_hosts.network["node2"]]
-    _wait_until(lambda: not any(h.processes() for h in hosts), 10, "cluster.stop() ended the engines on the hosts")
+    wait_until(lambda: not any(h.processes() for h in hosts), 10, "cluster.stop() ended the engines on the hosts")
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +105,7 @@ def test_a_composed_pipeline_with_local_code_and_shared_data_gives_the_serial_re
     assert hosts == {"node1", "node2"}, hosts
 
     reader = StoreReader(os.environ["NBTASKS_STORE"])  # written on the store's own thread, soon after
-    _wait_until(lambda: (reader.run(run.id) or {}).get("state") == "done", 10, "the store records the run")
+    wait_until(lambda: (reader.run(run.id) or {}).get("state") == "done", 10, "the store records the run")
     assert reader.run(run.id)["counts"]["done"] == counts["done"]
     units = reader.units(run.id, state="done", limit=1000)["units"]
     assert {u["host"] for u in units} == {"node1", "node2"}
@@ -112,33 +113,27 @@ def test_a_composed_pipeline_with_local_code_and_shared_data_gives_the_serial_re
 
 def test_cancel_interrupts_units_running_on_remote_engines(ssh_cluster, helpers):
     run = nt.ParallelTask(helpers.nap).submit([30] * 6, cluster=ssh_cluster, progress=False)
-    _wait_until(lambda: run.counts()["running"] == 2, 30, "two units running")
+    wait_until(lambda: run.counts()["running"] == 2, 30, "two units running")
     assert run.cancel()
     started = time.monotonic()
     # units that would sleep 30 s more were interrupted: the engines take new work at once
     assert nt.ParallelTask(helpers.nap).run([0, 0], cluster=ssh_cluster, progress=False, timeout=20) == [0, 0]
     assert time.monotonic() - started < 10
-    _wait_until(lambda: run.settled, 10, "the cancelled run settled")
+    wait_until(lambda: run.settled, 10, "the cancelled run settled")
     assert run.cancelled() and run.counts()["done"] == 0
 
 
 def test_the_sidebar_lists_the_remote_engines_and_cancels_a_run_on_them(ssh_cluster, helpers):
     reader = StoreReader(os.environ["NBTASKS_STORE"])
-    _wait_until(lambda: any(c["live"] and {e.get("host") for e in c["engines"]} == {"node1", "node2"}
+    wait_until(lambda: any(c["live"] and {e.get("host") for e in c["engines"]} == {"node1", "node2"}
                             for c in reader.clusters()), 10, "the store shows the cluster's engines")
     run = nt.ParallelTask(helpers.nap).submit([30] * 4, cluster=ssh_cluster, progress=False)
-    _wait_until(lambda: run.counts()["running"] == 2, 30, "two units running")
-    _wait_until(lambda: (reader.run(run.id) or {}).get("state") == "running", 10, "the store shows it running")
+    wait_until(lambda: run.counts()["running"] == 2, 30, "two units running")
+    wait_until(lambda: (reader.run(run.id) or {}).get("state") == "running", 10, "the store shows it running")
     reader.request_cancel(run.id, "cancelled from the sidebar")  # what the Cancel button does, via the server
-    _wait_until(lambda: run.cancelled() and run.settled, 10, "the kernel cancelled the run")
+    wait_until(lambda: run.cancelled() and run.settled, 10, "the kernel cancelled the run")
     assert run.cancel_reason == "cancelled from the sidebar"
     assert nt.ParallelTask(helpers.nap).run([0, 0], cluster=ssh_cluster, progress=False, timeout=20) == [0, 0]
-    _wait_until(lambda: reader.run(run.id)["state"] == "cancelled", 10, "the store records the cancel")
+    wait_until(lambda: reader.run(run.id)["state"] == "cancelled", 10, "the store records the cancel")
 
 
-def _wait_until(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:g}s: {what}")
-        time.sleep(0.05)
