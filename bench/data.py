@@ -141,26 +141,10 @@ def peer_runner(peer: str, fn: Callable[[Any], Any], notes: Result) -> Iterator[
 @contextlib.contextmanager
 def ipp_client() -> Iterator[Any]:
     """A raw ipyparallel cluster with the controller settings nbtasks uses (start-up is not timed)."""
-    import logging
+    from run import ipp_cluster
 
-    import ipyparallel as ipp
-    from traitlets.config import Config
-
-    from nbtasks.cluster.cluster import FAST_CONTROLLER
-
-    config = Config()
-    config.LocalEngineSetLauncher.delay = 0
-    cluster = ipp.Cluster(n=WORKERS_COUNT, delay=0, controller_args=list(FAST_CONTROLLER), config=config,
-                          log_level=logging.WARNING)
-    client = None
-    try:
-        client = cluster.start_and_connect_sync()
-        client.wait_for_engines(WORKERS_COUNT, timeout=60)
+    with ipp_cluster(WORKERS_COUNT) as client:
         yield client
-    finally:
-        if client is not None:
-            client.close()
-        cluster.stop_cluster_sync()
 
 
 def measure(peer: str, variant: str, args: argparse.Namespace) -> Result:

@@ -122,7 +122,7 @@ def nbtasks_cluster() -> Iterator[Any]:
 
 
 @contextlib.contextmanager
-def ipp_cluster() -> Iterator[Any]:
+def ipp_cluster(n: int = ENGINES) -> Iterator[Any]:
     """A raw ipyparallel cluster started with the same fast controller settings nbtasks uses,
     so neither side pays for a slow start-up (start-up is measured separately, in cold start)."""
     import logging
@@ -130,16 +130,16 @@ def ipp_cluster() -> Iterator[Any]:
     import ipyparallel as ipp
     from traitlets.config import Config
 
-    from nbtasks.cluster.cluster import FAST_CONTROLLER
+    from nbtasks.cluster.launchers import LOCAL_CONTROLLER
 
     config = Config()
     config.LocalEngineSetLauncher.delay = 0
-    cluster = ipp.Cluster(n=ENGINES, delay=0, controller_args=list(FAST_CONTROLLER), config=config,
+    cluster = ipp.Cluster(n=n, delay=0, controller_args=list(LOCAL_CONTROLLER), config=config,
                           log_level=logging.WARNING)
     client = None
     try:
         client = cluster.start_and_connect_sync()
-        client.wait_for_engines(ENGINES, timeout=60)
+        client.wait_for_engines(n, timeout=60)
         yield client
     finally:
         if client is not None:

@@ -27,7 +27,7 @@ from ..core.travel import imported_on_engines
 from .checks import check_engines
 from .dispatcher import Dispatcher
 from .errors import ClusterError, ClusterStopped, ControllerLost
-from .launchers import LOCAL_CONTROLLER, check_options, launcher_name, make_ipp_cluster, started_here
+from .launchers import check_options, launcher_name, make_ipp_cluster, started_here
 from .packages import pack
 from .processes import OwnProcesses, descendants, in_plain_thread
 from .replacements import Replacements
@@ -36,8 +36,6 @@ from .shipments import Shipments
 __all__ = ["Cluster", "ClusterError", "ClusterState"]
 
 log = logging.getLogger("nbtasks")
-
-FAST_CONTROLLER = LOCAL_CONTROLLER  # what a local cluster's controller gets (bench/ starts the same)
 
 
 class ClusterState(str, enum.Enum):

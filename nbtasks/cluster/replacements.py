@@ -40,24 +40,20 @@ class Replacements:
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
 
-    def pending(self) -> int:
-        """Engines being stopped or replaced right now."""
-        with self._lock:
-            self._threads = [t for t in self._threads if t.is_alive()]
-            return len(self._threads)
-
     def replace(self, engine: int, pid: int | None) -> None:
         """Stop engine ``engine`` (process ``pid``) where it runs, then start another one."""
         launcher, place = self._launcher_of(pid)
         thread = threading.Thread(target=self._stop_then_start, args=(engine, launcher, place),
                                   name=f"nbtasks-replace-{engine}", daemon=True)
         with self._lock:
-            self._threads.append(thread)
+            self._threads = [t for t in self._threads if t.is_alive()] + [thread]
         thread.start()
 
     def join(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        for thread in list(self._threads):
+        with self._lock:
+            threads = list(self._threads)
+        for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
 
     def _launcher_of(self, pid: int | None) -> tuple[Any, dict[str, Any]]:

@@ -10,7 +10,7 @@ import psutil
 import pytest
 
 import nbtasks as nt
-from nbtasks.cluster.cluster import FAST_CONTROLLER
+from nbtasks.cluster.launchers import LOCAL_CONTROLLER
 
 
 def _wait_gone(pids, timeout=15.0):
@@ -66,7 +66,7 @@ def test_bad_engine_count(n):
 @pytest.fixture(scope="module")
 def raw_cluster():
     """A plain ipyparallel cluster, started without nbtasks."""
-    c = ipp.Cluster(n=1, controller_args=FAST_CONTROLLER, log_level=40)
+    c = ipp.Cluster(n=1, controller_args=LOCAL_CONTROLLER, log_level=40)
     client = c.start_and_connect_sync()
     client.wait_for_engines(1, timeout=60)
     yield c, client
