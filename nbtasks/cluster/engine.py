@@ -78,28 +78,25 @@ def _publish_progress(position: int, fraction: float, message: str) -> None:
 
 class _Streamer:
     """Sends finished units to the client while the chunk goes on (ipyparallel's data
-    channel), so an engine that dies mid-chunk loses no finished unit: every unit that
-    took ``SLOW`` or more goes at once, quicker ones at least every ``EVERY`` seconds.
-    Their results then travel twice (the reply has them all): units whose big buffers
-    would take longer to send again (at ``RESEND_RATE``) than the units took to run are
-    held back, to run again should the engine die."""
+    channel), so an engine that dies mid-chunk loses little: what finished goes at least
+    every ``EVERY`` seconds (a unit that took that long goes as it ends), and only the
+    units of the last ``EVERY`` seconds before a death run again. Each message costs the
+    engine, the controller and the client CPU the engines could use, so not one per unit
+    (at one per 5 ms unit, 2 engines ran 400 units at ~86 % efficiency, not ~95 %).
+    Results sent so travel twice (the reply has them all): units whose big buffers would
+    take longer to send again (at ``RESEND_RATE``) than they took to run are held back, to
+    run again should the engine die."""
 
-    SLOW = 0.005
-    EVERY = 0.1
+    EVERY = 0.2
     RESEND_RATE = 100e6  # bytes/s: about a 1 Gb/s network (loopback is ~10x faster)
 
     def __init__(self, units: int) -> None:
         self.units = units
         self.sent = 0
-        self.last = time.monotonic()
 
     def __call__(self, out: ChunkOutcome, i: int, stdout: Any, stderr: Any) -> None:
         if i == self.units - 1:
             return  # the chunk's reply follows at once
-        now = time.monotonic()
-        took = out.ends[i] - (out.ends[i - 1] if i else 0.0)
-        if took < self.SLOW and now - self.last < self.EVERY:
-            return
         piece = out.piece(self.sent, i + 1, stdout.getvalue(), stderr.getvalue())
         try:
             pickled = split(piece)
@@ -111,7 +108,6 @@ class _Streamer:
 
         publish_data({f"{UNITS_KEY}{self.sent}": pickled.to_bytes()})
         self.sent = i + 1
-        self.last = now
 
 
 def _start_of(out: ChunkOutcome, position: int) -> float:
@@ -126,7 +122,7 @@ def run_chunk(token: str, task_blob: bytes, first_index: int, *inputs_wire: Any)
     task, mode, params, extra, origins = _task_for(token, task_blob)
     inputs = Pickled.from_wire(inputs_wire).loads()
     outcome = execute_chunk(task, mode, params, inputs, extra, first_index,
-                            on_unit=_Streamer(len(inputs)), origins=origins)
+                            on_unit=_Streamer(len(inputs)), origins=origins, every=_Streamer.EVERY)
     return _sendable(outcome, task.name).wire(REPLY_FRAMES)
 
 

@@ -62,11 +62,13 @@ class Outcomes:
                 continue
             errors: dict[int, UnitError] = {}
             again: set[int] = set()  # positions that run again (retries, nt.Retry)
-            for i in range(finished):
-                item = outcome.errors.get(offset + i)
-                if item is None:
-                    request.results[start + i] = outcome.values[offset + i]
-                elif self._run_again(chunk, request, start + i, item.exception):
+            raised = {at - offset: item for at, item in outcome.errors.items() if 0 <= at - offset < finished}
+            before = {i: request.results[start + i] for i in raised}  # a unit that raised keeps its slot
+            # one slice, not a Python step per unit: 100,000 units a second come through here
+            request.results[start: start + finished] = outcome.values[offset: offset + finished]
+            for i, item in raised.items():
+                request.results[start + i] = before[i]
+                if self._run_again(chunk, request, start + i, item.exception):
                     again.add(i)
                 else:
                     errors[i] = self._unit_error(request, start + i, item, chunk.engine, outcome)

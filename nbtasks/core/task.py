@@ -151,6 +151,10 @@ class Task:
         """Run one unit of a leaf task; ``params`` already filtered for it."""
         return call_with(self.work, input, params)
 
+    def unit_caller(self, params: Mapping[str, Any]) -> Callable[[Any], Any]:
+        """``run_unit`` with ``params`` bound: what an engine calls for each unit."""
+        return functools.partial(self.run_unit, params=params)
+
     def _serial(self, input: Any, params: Mapping[str, Any]) -> Any:
         """Run this task (and any subtasks) here, in order: the reference semantics."""
         return self.run_unit(input, self.leaf_params(params))
@@ -239,6 +243,20 @@ class FunctionTask(Task):
 
     def run_unit(self, input: Any, params: Mapping[str, Any]) -> Any:
         return call_with(self.fn, input, params)
+
+    def unit_caller(self, params: Mapping[str, Any]) -> Callable[[Any], Any]:
+        # one frame between the loop and the function: a no-op unit's overhead is mostly calls
+        fn = self.fn
+        if params:
+            return functools.partial(call_with, fn, params=params)
+
+        def call(input: Any) -> Any:
+            if input is NOTHING:
+                return fn()
+            if type(input) is Args:
+                return fn(*input)
+            return fn(input)
+        return call
 
     def __getstate__(self) -> dict:
         # cached_property values and update_wrapper's __wrapped__ need not travel

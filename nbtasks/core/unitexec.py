@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import os
+from array import array
 import signal
 import socket
 import sys
@@ -61,7 +62,7 @@ class ChunkOutcome:
     def __init__(self) -> None:
         self.values: list = []
         self.errors: dict[int, UnitFailure] = {}  # by position in the chunk
-        self.ends: list[float] = []   # per unit, seconds since t0
+        self.ends = array("d")  # per unit, seconds since t0 (an array: pickles as one buffer)
         self.t0 = time.time()
         self.stdout = self.stderr = ""
         self.out_marks: list[tuple[int, int, int]] = []  # (unit, start, end) in stdout
@@ -108,7 +109,7 @@ class ChunkOutcome:
             out.stdout += piece.stdout
             out.stderr += piece.stderr
             out.values += piece.values
-            out.ends += piece.ends
+            out.ends.extend(piece.ends)
             out.busy = piece.busy
         return out
 
@@ -122,14 +123,36 @@ def _rebase(marks: list[tuple[int, int, int]], text: str, a: int, b: int) -> tup
     return text[base: inside[-1][2]], [(i - a, x - base, y - base) for i, x, y in inside]
 
 
-def _unit_fn(task: Task, mode: str, params: Mapping[str, Any], extra: tuple):
+def _unit_fn(task: Task, mode: str, params: Mapping[str, Any], extra: tuple) -> Callable[[Any, int], Any]:
+    """What runs one unit: ``fn(input, index)``."""
     if mode == "map":
         combiner, cparams = extra
         return lambda unit, i: map_unit(task, unit, params, i, combiner, cparams)
     if mode == "reduce":
         return lambda items, i: reduce_items(task, items, params)
-    call = task.run_unit
-    return lambda unit, i: call(unit, params)
+    call = task.unit_caller(params)
+    return lambda unit, i: call(unit)
+
+
+class _Output(io.StringIO):
+    """A chunk's prints, and which unit printed what: ``marks`` of (unit, start, end),
+    one per unit that printed. Kept as they are written, so a unit that prints nothing
+    costs nothing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.marks: list[tuple[int, int, int]] = []
+
+    def write(self, text: str) -> int:
+        start = self.tell()
+        n = super().write(text)
+        unit = _progress.current
+        marks = self.marks
+        if marks and marks[-1][0] == unit:
+            marks[-1] = (unit, marks[-1][1], start + n)
+        else:
+            marks.append((unit, start, start + n))
+        return n
 
 
 _OWN = os.path.dirname(os.path.abspath(__file__))
@@ -193,46 +216,49 @@ class _Signals:
 def execute_chunk(task: Task, mode: str, params: Mapping[str, Any], inputs: list,
                   extra: tuple = (), first_index: int = 0,
                   on_unit: Callable[[ChunkOutcome, int, io.StringIO, io.StringIO], None] | None = None,
-                  origins: CodeOrigins | None = None) -> ChunkOutcome:
-    """Run ``inputs`` one after the other; ``on_unit(outcome, i, out, err)`` after each.
-    Tracebacks name shipped code by its ``origins``."""
+                  origins: CodeOrigins | None = None, every: float = 0.0) -> ChunkOutcome:
+    """Run ``inputs`` one after the other; ``on_unit(outcome, i, out, err)`` after a unit
+    that ends ``every`` seconds or more after the last call (after each with 0).
+    Tracebacks name shipped code by its ``origins``.
+
+    The loop is what a no-op unit costs (millions of units a second go through it): it
+    calls the unit, appends its end time, and does nothing else it can skip."""
     out = ChunkOutcome()
     fn = _unit_fn(task, mode, params, extra)
     timer = _Signals(getattr(task, "timeout", None))
+    timed = bool(timer.timeout)
     values, ends, errors = out.values, out.ends, out.errors
-    out_buf, err_buf = io.StringIO(), io.StringIO()
+    out_buf, err_buf = _Output(), _Output()
+    out.out_marks, out.err_marks = out_buf.marks, err_buf.marks  # filled as units print
     saved = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = out_buf, err_buf
-    o_pos = e_pos = 0
-    start = time.perf_counter()
     clock = time.perf_counter
+    due = every if on_unit is not None else float("inf")
+    start = clock()
     try:
         timer.__enter__()
-        for i, unit in enumerate(inputs):
-            _progress.current = i
+        for i, unit in enumerate(inputs, first_index):
+            _progress.current = i - first_index
             try:
-                timer.arm()
-                value = fn(unit, first_index + i)
-                timer.disarm()
-                values.append(value)
+                if timed:
+                    timer.arm()
+                values.append(fn(unit, i))
+                if timed:
+                    timer.disarm()
             except _Cancelled:
                 raise
             except _Expired as exc:
                 values.append(None)
-                errors[i] = _failure(exc, origins, timer.expired_error())
+                errors[i - first_index] = _failure(exc, origins, timer.expired_error())
             except BaseException as exc:  # SystemExit, the unit's own KeyboardInterrupt: its failure
                 timer.disarm()
                 values.append(None)
-                errors[i] = _failure(exc, origins)
-            ends.append(clock() - start)
-            if out_buf.tell() != o_pos:
-                out.out_marks.append((i, o_pos, out_buf.tell()))
-                o_pos = out_buf.tell()
-            if err_buf.tell() != e_pos:
-                out.err_marks.append((i, e_pos, err_buf.tell()))
-                e_pos = err_buf.tell()
-            if on_unit is not None:
-                on_unit(out, i, out_buf, err_buf)
+                errors[i - first_index] = _failure(exc, origins)
+            end = clock() - start
+            ends.append(end)
+            if end >= due:
+                on_unit(out, i - first_index, out_buf, err_buf)
+                due = end + every
     except _Cancelled:
         pass  # cancelled: the units finished before the signal go back
     finally:
