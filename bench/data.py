@@ -21,10 +21,11 @@ import argparse
 import contextlib
 import functools
 import gc
-import resource
 import sys
 import time
 from typing import Any, Callable, Iterator
+
+from common import ipp_cluster, peak_mb, rss_mb
 
 Result = dict[str, Any]
 
@@ -73,16 +74,6 @@ def check(variant: str, inputs: list[Any], out: list[Any]) -> None:
             assert np.array_equal(out[i], inputs[i] * 2.0), f"wrong array {i}"
 
 
-def peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def rss_mb() -> float:
-    import psutil
-
-    return psutil.Process().memory_info().rss / 2**20
-
-
 # -- the peers: each returns a function that runs the whole map once --------------------------
 @contextlib.contextmanager
 def peer_runner(peer: str, fn: Callable[[Any], Any], notes: Result) -> Iterator[tuple[Callable[[list], list],
@@ -124,7 +115,7 @@ def peer_runner(peer: str, fn: Callable[[Any], Any], notes: Result) -> Iterator[
         parallel(delayed(fn)(a) for a in warm)
         yield (lambda inputs: parallel(delayed(fn)(a) for a in inputs)), (lambda: None)
     else:
-        with ipp_client() as client:
+        with ipp_cluster(WORKERS_COUNT) as client:  # nbtasks' controller settings; start not timed
             client[:].use_cloudpickle()  # this module's functions by value (arrays still go as frames)
             view = client.load_balanced_view() if peer == "ipp-lb" else client[:]
             view.map(fn, warm, block=True)
@@ -136,15 +127,6 @@ def peer_runner(peer: str, fn: Callable[[Any], Any], notes: Result) -> Iterator[
 
             between()
             yield (lambda inputs: list(view.map(fn, inputs, block=True))), between
-
-
-@contextlib.contextmanager
-def ipp_client() -> Iterator[Any]:
-    """A raw ipyparallel cluster with the controller settings nbtasks uses (start-up is not timed)."""
-    from run import ipp_cluster
-
-    with ipp_cluster(WORKERS_COUNT) as client:
-        yield client
 
 
 def measure(peer: str, variant: str, args: argparse.Namespace) -> Result:
@@ -208,7 +190,3 @@ def table(results: dict[str, Result], args: argparse.Namespace) -> list[str]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arrays", type=int, default=64, help="arrays in the big-arrays runs (default 64)")
     parser.add_argument("--array-mb", type=int, default=16, help="MiB per array (default 16)")
-
-
-def worker_arguments(args: argparse.Namespace) -> list[str]:
-    return ["--arrays", str(args.arrays), "--array-mb", str(args.array_mb)]

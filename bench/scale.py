@@ -191,12 +191,12 @@ def point_command(engines: int, peers: bool, args: argparse.Namespace) -> list[s
 def measure(args: argparse.Namespace | None = None, env: dict[str, str] | None = None) -> Result:
     """Every point in its own process (``env`` must set ``IPYTHONDIR`` to a directory of the
     bench's own); processes a point leaves behind are reported and ended."""
-    from run import reap_orphans
+    from leftovers import reap_orphans
 
     args = parse_args([]) if args is None else args
     env = dict(os.environ) if env is None else env
     points: Result = {}
-    orphans: list[int] = []
+    orphans: list[str] = []
     for i, engines in enumerate(args.engines):
         name = f"{engines} engines"
         try:
@@ -289,7 +289,7 @@ def setup_row(point: Result) -> str:
             f"| {seconds(point['peers'].get('ipp-direct'))} | {seconds(point['peers'].get('ipp-broadcast'))} |")
 
 
-def report(points: dict[str, Result], orphans: list[int] | None = None) -> list[str]:
+def report(points: dict[str, Result], orphans: list[str] | None = None) -> list[str]:
     """The markdown section of ``bench/run.py``'s report (and of this script's, with its ``orphans``)."""
     ok = [p for p in points.values() if "error" not in p]
     counts = " and ".join(str(p["engines"]) for p in ok) or "?"
@@ -334,7 +334,7 @@ def report(points: dict[str, Result], orphans: list[int] | None = None) -> list[
                       f"{100 * (idle_share(big) - idle_share(small)) / more:.2f} points of a core per engine."]
     if orphans is not None:
         lines += ["", "Orphaned processes after the scale points: "
-                  + (f"{len(orphans)} (terminated: pids {orphans})" if orphans else "none")]
+                  + (f"{len(orphans)} (terminated: {'; '.join(orphans)})" if orphans else "none")]
     return lines
 
 
@@ -379,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.point is not None:
         run_point_here(args)
         return 0
-    from run import bench_environment
+    from leftovers import bench_environment
 
     t0 = time.perf_counter()
     with bench_environment() as (env, _):
