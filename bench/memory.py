@@ -53,16 +53,11 @@ class ProcessTree:
         return total / 2**20
 
 
-def controller_root(cluster_id: str) -> int:
-    """The pid of the controller of the cluster ``cluster_id`` (the one whose parent is not a controller)."""
-    from watch import cluster_processes
+def controller_tree(cluster: Any) -> ProcessTree:
+    """The controller of an nbtasks cluster and everything it forked."""
+    from watch import controller_pid
 
-    controllers = [p for p in cluster_processes(cluster_id) if "controller" in " ".join(p.cmdline())]
-    pids = {p.pid for p in controllers}
-    roots = [p.pid for p in controllers if p.ppid() not in pids]
-    if len(roots) != 1:
-        raise RuntimeError(f"expected one controller of cluster {cluster_id}, found {len(roots)}")
-    return roots[0]
+    return ProcessTree(controller_pid(cluster.profile_dir, cluster.cluster_id))
 
 
 def run_units(cluster: Any, n: int) -> Any:
@@ -101,7 +96,7 @@ def memory_million(args: argparse.Namespace) -> Result:
     from nbtasks.store.recorder import Store
 
     with nbtasks_cluster() as cluster:
-        controller = ProcessTree(controller_root(cluster.cluster_id))
+        controller = controller_tree(cluster)
         run_units(cluster, 1000).result()  # warm-up
         Store.at(None).flush()
         gc.collect()
@@ -131,7 +126,7 @@ def memory_million(args: argparse.Namespace) -> Result:
 def memory_waves(args: argparse.Namespace) -> Result:
     client, controller_mb, live = [], [], []
     with nbtasks_cluster() as cluster:
-        controller = ProcessTree(controller_root(cluster.cluster_id))
+        controller = controller_tree(cluster)
         run_units(cluster, 1000).result()  # warm-up
         gc.collect()
         before = (rss_mb(), controller.rss_mb())

@@ -6,7 +6,8 @@ its engines and the client use (``bench/scale.py``'s measuring instruments).
 - IOPub: a SUB socket of our own on the controller's IOPub port counts every message by type.
 - CPU (psutil; Linux counts 10 ms ticks): the hub (the controller's main process), its child
   processes (relays, schedulers, heart monitor), the engines and their nannies (found by
-  ``$IPP_CLUSTER_ID``), this client without the counting thread, and nbtasks' store thread.
+  ``$IPP_CLUSTER_ID`` and in ipyparallel's cluster file), this client without the counting
+  thread, and nbtasks' store thread.
 - The controller's log: it writes a line per request and per IOPub message it cannot file.
 """
 
@@ -22,7 +23,8 @@ import threading
 import time
 from typing import Any, Iterator
 
-__all__ = ["IopubCounter", "Watch", "client_file", "cluster_processes", "iopub_url", "messages"]
+__all__ = ["IopubCounter", "Watch", "client_file", "cluster_processes", "controller_pid", "iopub_url", "messages",
+           "recorded_pids"]
 
 Result = dict[str, Any]
 
@@ -101,6 +103,40 @@ def cluster_processes(cluster_id: str) -> list[Any]:
     return found
 
 
+def recorded_pids(profile_dir: str, cluster_id: str) -> tuple[int | None, list[int]]:
+    """The controller's pid and the engines' pids as ipyparallel's cluster file records them
+    (``security/cluster-<id>.json``, what ``ipcluster list`` reads). It holds for processes an
+    ``$IPP_CLUSTER_ID`` search misses: forked ones (nbtasks' fork server) keep the environment
+    and command line of the process they were forked from."""
+    path = os.path.join(profile_dir, "security", f"cluster-{cluster_id}.json")
+    try:
+        with open(path) as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        return None, []
+    controller = ((record.get("controller") or {}).get("state") or {}).get("pid")
+    engines = []
+    for engine_set in ((record.get("engines") or {}).get("sets") or {}).values():
+        engines += [e.get("pid") for e in (engine_set.get("engines") or {}).values()]
+        engines.append(engine_set.get("pid"))
+    return (controller if isinstance(controller, int) and controller > 0 else None,
+            [pid for pid in engines if isinstance(pid, int) and pid > 0])
+
+
+def controller_pid(profile_dir: str, cluster_id: str) -> int:
+    """The pid of the cluster's controller: from the cluster file, else the one process with
+    ``$IPP_CLUSTER_ID`` and "controller" in its command line whose parent is not one too."""
+    recorded, _ = recorded_pids(profile_dir, cluster_id)
+    if recorded is not None:
+        return recorded
+    controllers = [p for p in cluster_processes(cluster_id) if "controller" in " ".join(p.cmdline())]
+    pids = {p.pid for p in controllers}
+    roots = [p.pid for p in controllers if p.ppid() not in pids]
+    if len(roots) != 1:
+        raise RuntimeError(f"expected one controller of cluster {cluster_id}, found {len(roots)}")
+    return roots[0]
+
+
 class Watch:
     """CPU of the controller (hub and children), the engines and this client, and the
     messages the controller handled, over a stretch of time."""
@@ -112,21 +148,25 @@ class Watch:
         self.iopub = iopub
         self.cluster_id = cluster_id
         self.me = psutil.Process()
-        controllers = [p for p in cluster_processes(cluster_id) if "controller" in " ".join(p.cmdline())]
-        pids = {p.pid for p in controllers}
-        roots = [p for p in controllers if p.ppid() not in pids]
-        if len(roots) != 1:
-            raise RuntimeError(f"expected one controller of cluster {cluster_id}, found {len(roots)}")
-        self.hub = roots[0]
+        self.profile_dir = os.path.dirname(log_dir)
+        self.hub = psutil.Process(controller_pid(self.profile_dir, cluster_id))
         self.children = {p.pid: p for p in self.hub.children(recursive=True)}
-        self.children.update((p.pid, p) for p in controllers if p.pid != self.hub.pid)
         self.log_dir = log_dir
         #: CPU seconds spent so far, i.e. on starting: registering every engine, the check
         self.spent = {"hub": cpu_seconds(self.hub), "engines": sum(map(cpu_seconds, self._engines())),
                       "controller_children": sum(map(cpu_seconds, self.children.values()))}
 
     def _engines(self) -> list[Any]:
-        return [p for p in cluster_processes(self.cluster_id) if p.pid != self.hub.pid and p.pid not in self.children]
+        """Engines (and nannies) found by ``$IPP_CLUSTER_ID``, and those the cluster file records
+        with what they started (forked engines' nannies are the fork server's: not counted)."""
+        import psutil
+
+        found = {p.pid: p for p in cluster_processes(self.cluster_id)}
+        for pid in recorded_pids(self.profile_dir, self.cluster_id)[1]:
+            with contextlib.suppress(psutil.Error):
+                engine = psutil.Process(pid)
+                found.update((p.pid, p) for p in [engine, *engine.children(recursive=True)])
+        return [p for pid, p in found.items() if pid != self.hub.pid and pid not in self.children]
 
     def _client_cpu(self) -> tuple[float, float]:
         """This process's CPU without the counting thread, and the part of it nbtasks' store thread used."""
