@@ -25,6 +25,7 @@ import threading
 from typing import Any, Callable
 
 from ..core.evaluate import Evaluation, UnitRequest
+from ..core.freeing import give_back_free_memory
 from ..core.run import Run
 from ..core.serialize import Pickled, dump, dumps
 from .engine import PROGRESS_KEY, run_chunk
@@ -249,6 +250,8 @@ class Dispatcher:
             self.evaluations.pop(run.id, None)
             for key in [k for k in self.stream_of if k[0] == run.id]:
                 del self.stream_of[key]
+            if not self.evaluations:  # the last run is over: its replies and chunks are freed
+                give_back_free_memory()
 
     def _poll_progress(self) -> None:
         """Copy what running units said with ``nt.progress`` onto their runs."""

@@ -84,6 +84,8 @@ class Outcomes:
                 rest(chunk, request, start + finished, stop)
             offset += n
             evaluation.units_back(request, errors.values())
+        if payload is not None or evaluation.run.store is None:  # the store needs no values of it
+            outcome.values = []  # they are in the requests' results; records keep the rest
 
     def _run_again(self, chunk: Chunk, request: UnitRequest, index: int, exc: BaseException | None) -> bool:
         """Whether a unit that raised runs again: handed back (nt.Retry, on another

@@ -9,7 +9,7 @@ the two cannot drift apart.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .errors import TaskDefinitionError, add_note, short_repr
 from .task import NOTHING, Args, Task, as_task
@@ -135,8 +135,10 @@ class MapReduceTask(Task):
         return Args((key, values)) if self.reducer.is_leaf else (key, values)
 
 
-def divide_units(owner: str, divide: Callable | None, input: Any) -> list:
+def divide_units(owner: str, divide: Callable | None, input: Any) -> Sequence:
     if divide is None:
+        if type(input) is range:
+            return input  # stays a range: a million units need not be a million ints here too
         source = input
     else:
         try:

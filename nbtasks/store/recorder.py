@@ -29,6 +29,7 @@ from array import array
 from dataclasses import dataclass
 from typing import Any
 
+from ..core.freeing import give_back_free_memory
 from ..core.serialize import Pickled, split
 from .keys import leaf_digest, request_key
 from .location import MEMORY, resolve
@@ -220,6 +221,7 @@ class Store:
         run is going (or ``WRITE_EVERY`` at most), so writing them does not compete with
         a run for the client's CPU."""
         last_sync = 0.0
+        trim = False
         parts: list[tuple] = []
         since = 0.0  # when the oldest part in ``parts`` came
         while True:
@@ -249,6 +251,7 @@ class Store:
             if parts and write:
                 self._write_batch(parts, sync)
                 parts = []
+                trim = not self._busy()
             elif sync:
                 self._write_batch([], True)
             if sync:
@@ -257,6 +260,9 @@ class Store:
             # hold nothing written while waiting for more: a part holds its run, and a run
             # every result of it (arrays, maybe GBs)
             item = items = fresh = None
+            if trim:
+                give_back_free_memory()  # the payloads just written are freed
+                trim = False
             for done in flushes:
                 done.set()
 
