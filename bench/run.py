@@ -211,7 +211,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3,
                    help="timed runs per peer, fresh processes per cold-start peer; the best is reported")
     p.add_argument("--units", type=int, default=100_000, help="tiny no-op units per run, and per memory wave")
-    p.add_argument("--raw-default-units", type=int, default=10_000,
+    p.add_argument("--raw-default-units", type=int, default=5_000,
                    help="units for raw ipyparallel with chunksize=1 (slow; its rate is extrapolated)")
     p.add_argument("--cpu-sizes", nargs="+", type=cpu_size, default=list(cpu.DEFAULT_SIZES),
                    metavar="UNITSxMS", help="CPU-bound sizes (default: 40x50 400x5 4x500)")

@@ -182,6 +182,8 @@ def cold_table(results: dict[str, Result], args: argparse.Namespace) -> list[str
     for name in COLD_PLAN:
         r = results[name]
         label = COLD_LABELS[name]
+        if r.get("error") == "not run":
+            continue
         if "error" in r:
             lines.append(f"| {label} | {r['error'].splitlines()[0][:60]} | | | |")
             continue
@@ -202,6 +204,8 @@ def rtt_table(results: dict[str, Result], args: argparse.Namespace) -> list[str]
              "|---|---:|---:|---:|---:|"]
     for label, name, key in RTT_ROWS:
         r = results[name]
+        if r.get("error") == "not run":
+            continue
         if "error" in r:
             lines.append(f"| {label} | {r['error'].splitlines()[0][:60]} | | | |")
             continue

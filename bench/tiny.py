@@ -154,8 +154,10 @@ def table(results: dict[str, Result], args: argparse.Namespace) -> list[str]:
              "|---|---:|---:|---:|---:|---:|---:|"]
     for label, key in peers:
         r = results[key]
+        if r.get("error") == "not run":
+            continue
         if "error" in r:
-            lines.append(f"| {label} | {'not run' if r['error'].startswith('not run') else 'error'} | | | | | |")
+            lines.append(f"| {label} | error | | | | | |")
             continue
         partial = r["units"] < args.units
         peak_text = f"{r['peak_mb']:,.0f}" + (f" (at {r['units']:,} units)" if partial else "")

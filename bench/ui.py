@@ -122,6 +122,8 @@ def main() -> int:
     parser.add_argument("--units", type=int, default=100_000)
     args = parser.parse_args()
     os.environ["IPYTHONDIR"] = tempfile.mkdtemp(prefix="nbtasks-bench-ui-")
+    # the kernel's `import nbtasks` must not start a default cluster beside the one SETUP starts
+    os.environ["NBTASKS_PRESTART"] = "0"
     km, kc = start_new_kernel(kernel_name="python3")
     try:
         execute(kc, SETUP)
