@@ -8,14 +8,18 @@ Layout (dependencies point down only):
     core/     Task and compositions, params, Run, the asynchronous driver
 
 This module only re-exports names; the cluster layer (ipyparallel) is
-imported on first use.
+imported on first use, or in the background when the main program (a notebook, a
+script) imports nbtasks: the default cluster then starts at once (``_prestart.py``;
+``NBTASKS_PRESTART=0`` turns that off).
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Any
 
+from ._prestart import maybe_prestart as _maybe_prestart
 from ._version import __version__
 from .core import (
     ContainerTask,
@@ -87,3 +91,4 @@ _hooks.store = _store
 _hooks.wait = _wait_with_progress
 _hooks.display = _display
 _hooks.form = _form
+_maybe_prestart(sys._getframe())

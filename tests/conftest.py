@@ -17,6 +17,8 @@ import pytest
 
 os.environ["IPYTHONDIR"] = tempfile.mkdtemp(prefix="nbtasks-test-ipython-")
 os.environ["NBTASKS_STORE"] = os.path.join(tempfile.mkdtemp(prefix="nbtasks-test-store-"), "runs.db")
+# scripts and notebooks the tests run start no default cluster on import (tests of that opt in)
+os.environ["NBTASKS_PRESTART"] = "0"
 
 import nbtasks as nt  # noqa: E402  (after IPYTHONDIR is set)
 from tests.hosts.fixtures import mpi, network, slurm, ssh_hosts  # noqa: E402,F401  (one set per session)

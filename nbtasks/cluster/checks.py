@@ -9,8 +9,21 @@ from .errors import ClusterError
 
 __all__ = ["check_engines"]
 
-_PROBE = ("import os, socket, nbtasks as _nbtasks_probe\n"
-          "_nbtasks_probe = (_nbtasks_probe.__version__, os.getpid(), socket.gethostname())")
+
+def _identify() -> tuple[str, int, str]:
+    """Runs on each engine: its nbtasks version, pid and host."""
+    import os
+    import socket
+
+    import nbtasks
+
+    return nbtasks.__version__, os.getpid(), socket.gethostname()
+
+
+# ipyparallel sends a function of __main__ by value and runs it in the engine's namespace:
+# the check itself needs nothing of nbtasks there (an engine without it, or with another
+# version, gets to say so), and it is one round trip.
+_identify.__module__ = "__main__"
 
 
 def check_engines(client: Any, ids: list[int], timeout: float = 15.0) -> dict[int, dict[str, Any]]:
@@ -18,8 +31,7 @@ def check_engines(client: Any, ids: list[int], timeout: float = 15.0) -> dict[in
     import nbtasks, do not answer, or run another version."""
     view = client.direct_view(targets=ids)
     try:
-        view.execute(_PROBE, block=False).get(timeout)
-        answers = view.pull("_nbtasks_probe", block=False).get(timeout)
+        answers = view.apply_async(_identify).get(timeout)
     except Exception as exc:
         text = str(exc)
         if "ModuleNotFoundError" in text or "ImportError" in text \

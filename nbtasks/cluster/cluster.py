@@ -1,10 +1,12 @@
 """``Cluster``: an ipyparallel cluster started on demand (local engines, or engines on other
 hosts through ipyparallel's launchers), or an existing one.
 
-Start-up is tuned for notebooks: local engines get 100 ms heartbeats (they register in
-about a second), engines elsewhere heartbeats fit for a network and a controller they can
-reach (``launchers.py``). The nanny stays: it gives a prompt death notice and lets cancel
-interrupt a running unit.
+Start-up is tuned for notebooks: a local cluster's controller, engines and nannies are
+forked at once from a fork server that imported ipyparallel once (``forkserver.py``), and
+get 100 ms heartbeats; engines elsewhere get heartbeats fit for a network and a controller
+they can reach (``launchers.py``). The nanny stays: it gives a prompt death notice and lets
+cancel interrupt a running unit. The default cluster may be started when nbtasks is
+imported (``prestart.py``), and is then stopped if another local cluster starts first.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from ..core.travel import imported_on_engines
 from .checks import check_engines
 from .dispatcher import Dispatcher
 from .errors import ClusterError, ClusterStopped, ControllerLost
-from .launchers import check_options, launcher_name, make_ipp_cluster, started_here
+from .forkserver import ForkServer, forget as forget_server, server_for
+from .launchers import check_options, forkable, launcher_name, make_ipp_cluster, started_here
 from .packages import pack
 from .processes import OwnProcesses, descendants, in_plain_thread
 from .replacements import Replacements
@@ -102,7 +105,13 @@ class Cluster:
         self._replaced: set[int] = set()  # engines that left, handed to _replacements
         self._shipments = Shipments(self._send)  # shared values and task packages
         self._start_lock = threading.Lock()
+        self._stop_lock = threading.Lock()
         self._start_error: BaseException | None = None
+        self._forks: ForkServer | None = None  # forks a local cluster's processes
+        self._prestarted = False  # started when nbtasks was imported, before anyone asked
+        self._used = False  # asked for (by a submit, share, sync...): a prestarted one is kept
+        self._unreported = False  # failed where no one saw it (a prestart): the next user is told
+        self._stopping = False  # stop() was called: a start under way gives up
         self._controller_checked = 0.0  # when lost() last looked at the controller process
         self._dispatcher = Dispatcher(self)
 
@@ -117,11 +126,42 @@ class Cluster:
 
     @classmethod
     def default(cls) -> "Cluster":
-        """The kernel's shared local cluster, made on first use and kept for its life."""
+        """The kernel's shared local cluster, made on first use (or started when nbtasks was
+        imported: ``prestart.py``) and kept for its life."""
         with cls._default_lock:
-            if cls._default is None or cls._default.state in (ClusterState.STOPPED, ClusterState.FAILED):
-                cls._default = cls()
-            return cls._default
+            current = cls._default
+            if current is None or current.state is ClusterState.STOPPED \
+                    or current.state is ClusterState.FAILED and not current._unreported:
+                cls._default = current = cls()
+            current._used = True
+            return current
+
+    @classmethod
+    def prestart(cls) -> "Cluster":
+        """Start the default cluster in a background thread (made now if there is none);
+        returns at once. A failure is kept for the first use, which raises it."""
+        with cls._default_lock:
+            cluster = cls._default
+            if cluster is None or cluster.state in (ClusterState.STOPPED, ClusterState.FAILED):
+                cls._default = cluster = cls()
+                cluster._prestarted = True
+            elif cluster.state is not ClusterState.NEW:
+                return cluster
+        threading.Thread(target=cluster._start, kwargs={"quiet": True}, name="nbtasks-prestart",
+                         daemon=True).start()
+        return cluster
+
+    @classmethod
+    def _free_cores(cls, starting: "Cluster") -> None:
+        """Another local cluster starts: a prestarted default cluster no one used yet would
+        only take cores from it, so it stops (in the background), and is forgotten."""
+        with cls._default_lock:
+            unused = cls._default
+            if unused is None or unused is starting or not unused._prestarted or unused._used:
+                return
+            cls._default = None
+        log.info("nbtasks: stopping the prestarted default cluster, unused: %r starts", starting)
+        threading.Thread(target=unused.stop, name="nbtasks-stop-unused", daemon=True).start()
 
     @classmethod
     def connect(cls, profile: str | None = None, cluster_id: str | None = None,
@@ -163,21 +203,35 @@ class Cluster:
         return self
 
     def ensure_started(self) -> None:
+        self._start()
+
+    def _start(self, quiet: bool = False) -> None:
+        """Start, or wait for the start under way. ``quiet`` (a prestart): a failure is
+        logged, kept, and raised to whoever uses the cluster next."""
         with self._start_lock:
             if self.state is ClusterState.RUNNING:
+                return
+            if quiet and self.state is not ClusterState.NEW:
                 return
             if isinstance(self._start_error, ControllerLost):
                 raise ControllerLost(str(self._start_error))
             if self.state is ClusterState.FAILED and self._start_error is not None:
+                self._unreported = False
                 raise ClusterError(f"{self!r} failed to start: {self._start_error}") from self._start_error
             if self.state is ClusterState.STOPPED:
                 raise ClusterStopped(f"{self!r} is stopped")
+            if self._owned and forkable(self.ipp_options):
+                Cluster._free_cores(self)
             self._move(ClusterState.STARTING)
             try:
                 in_plain_thread(self._start_owned)
             except BaseException as exc:
                 self._start_error = exc
                 self._fail_start()
+                if quiet:
+                    self._unreported = True
+                    log.debug("nbtasks: the prestarted cluster did not start", exc_info=True)
+                    return
                 if isinstance(exc, ClusterError):
                     raise
                 raise ClusterError(f"could not start a cluster of {self.n} {self.launcher} engines: {exc}") from exc
@@ -194,10 +248,16 @@ class Cluster:
                 log.warning("nbtasks: the run store cannot show this cluster's engines", exc_info=True)
 
     def _start_owned(self) -> None:
-        self._ipp, self.n = make_ipp_cluster(self._n_asked, self.ipp_options)
+        atexit.register(self.stop)
+        if forkable(self.ipp_options):  # first: it imports ipyparallel while we do
+            self._forks = ForkServer()
+        self._ipp, self.n = make_ipp_cluster(self._n_asked, self.ipp_options, self._forks)
+        if self._forks is not None and server_for(self._ipp.cluster_id) is not self._forks:
+            self._close_forks()  # a profile chose other launchers
         self._replacements = Replacements(
             self._ipp, lambda: self.state is ClusterState.RUNNING and not self._dispatcher.stopped)
-        atexit.register(self.stop)
+        if self._stopping:
+            raise ClusterStopped(f"{self!r} was stopped while it started")
         # start and connect separately: start_and_connect_sync would draw ipyparallel's
         # own engine progress bar in a notebook, stuck at 0% in any saved output
         self._ipp.start_cluster_sync()
@@ -331,6 +391,15 @@ class Cluster:
                 self._ipp.stop_cluster_sync()
             except Exception:
                 log.debug("stopping a half-started cluster failed", exc_info=True)
+        self._close_forks()
+
+    def _close_forks(self) -> None:
+        """Stop the fork server, and with it whatever it forked that still runs."""
+        forks, self._forks = self._forks, None
+        if forks is not None:
+            if self._ipp is not None:
+                forget_server(self._ipp.cluster_id)
+            forks.close()
 
     def _close_client(self) -> None:
         if self.client is not None:
@@ -340,9 +409,20 @@ class Cluster:
                 log.debug("closing the ipyparallel client failed", exc_info=True)
 
     def stop(self) -> None:
-        """Fail unfinished runs, close the client, stop engines nbtasks started."""
-        if self.state is ClusterState.STOPPED:
-            return
+        """Fail unfinished runs, close the client, stop engines nbtasks started. Safe from
+        any thread; a start under way (a prestart at exit) is cut short first."""
+        with self._stop_lock:
+            if self.state is ClusterState.STOPPED:
+                return
+            self._stopping = True  # a start under way gives up at its next step
+            forks = self._forks
+            if self.state is ClusterState.STARTING and forks is not None:
+                forks.close()  # its processes end, so a start waiting for them fails now
+            with self._start_lock:
+                pass  # the start under way, if any, ended
+            self._stop_now()
+
+    def _stop_now(self) -> None:
         self._dispatcher.stop()
         if self._replacements is not None:
             self._replacements.join(30)  # do not stop the cluster under engines being started
@@ -352,6 +432,7 @@ class Cluster:
                 in_plain_thread(self._ipp.stop_cluster_sync)
             except Exception:
                 log.warning("nbtasks: stopping the local cluster failed", exc_info=True)
+            self._close_forks()  # it ends what is left (the nannies) and exits
             self._processes.reap()
         self._move(ClusterState.STOPPED)
         atexit.unregister(self.stop)

@@ -3,7 +3,8 @@
     Cluster(n, engines=..., hosts=..., **ipp options)
         -> check_options()              a launcher ipyparallel knows, hosts for SSH
         -> make_ipp_cluster()           ipyparallel.Cluster with ipyparallel's own options, plus:
-             local engines ("local", the default)      100 ms heartbeats: registration in ~1 s
+             local engines ("local", the default)      100 ms heartbeats; controller and engines
+                                                       forked at once by a fork server (forked.py)
              engines elsewhere (ssh, slurm, pbs, mpi,  a controller bound where they can reach it,
                sge, lsf, htcondor, a class...)         1 s heartbeats, engines that give up alone
         -> started_here()               the processes the guard may stop (never a remote pid)
@@ -26,7 +27,7 @@ import psutil
 
 from .processes import descendants
 
-__all__ = ["LOCAL_CONTROLLER", "NETWORK_CONTROLLER", "NETWORK_ENGINE", "check_options",
+__all__ = ["LOCAL_CONTROLLER", "NETWORK_CONTROLLER", "NETWORK_ENGINE", "check_options", "forkable",
            "is_local", "launcher_name", "make_ipp_cluster", "ssh_engines", "started_here"]
 
 log = logging.getLogger("nbtasks")
@@ -47,7 +48,10 @@ NETWORK_ENGINE = ["--IPEngine.max_heartbeat_misses=2"]
 
 def check_options(n: int | None, options: dict[str, Any]) -> None:
     """A clear error now, not when the cluster starts: a launcher ipyparallel does not have,
-    or ``hosts`` that are not a list of names (or a dict) for SSH engines."""
+    or ``hosts`` that are not a list of names (or a dict) for SSH engines. (Without options,
+    nothing to check: ipyparallel is not imported yet, the cluster may start sooner.)"""
+    if not options:
+        return
     from ipyparallel.cluster.launcher import BaseLauncher
     from ipyparallel.traitlets import Launcher
 
@@ -97,10 +101,18 @@ def ssh_engines(hosts: Any, n: int | None) -> dict[str, int]:
             if total // len(hosts) + (i < total % len(hosts))}
 
 
-def make_ipp_cluster(n: int | None, options: dict[str, Any]) -> tuple[Any, int]:
+def forkable(options: dict[str, Any]) -> bool:
+    """Whether ``Cluster(**options)`` may fork its processes: local engines, ipyparallel's
+    own controller (a profile's config may still say otherwise: ``make_ipp_cluster`` checks)."""
+    return options.get("engines") in (None, "local") and options.get("controller") is None
+
+
+def make_ipp_cluster(n: int | None, options: dict[str, Any], forks: Any = None) -> tuple[Any, int]:
     """An ipyparallel ``Cluster`` (not started) for ``Cluster(n, **options)``, and the number
     of engines it starts. ipyparallel's options pass through; what they leave unsaid is
-    chosen for where the engines run (see the module's docstring)."""
+    chosen for where the engines run (see the module's docstring). With ``forks`` (a
+    ``ForkServer``), ipyparallel's plain local launchers become forked ones (then
+    ``forkserver.server_for(cluster.cluster_id)`` is ``forks``)."""
     import ipyparallel as ipp
     from traitlets.config import Config
 
@@ -117,6 +129,7 @@ def make_ipp_cluster(n: int | None, options: dict[str, Any]) -> tuple[Any, int]:
     if is_local(launcher):
         config.LocalEngineSetLauncher.delay = 0
         cluster.controller_args = LOCAL_CONTROLLER + user_controller_args  # the user's come last: they win
+        _use_forks(cluster, forks)
     else:
         cluster.controller_args = NETWORK_CONTROLLER + user_controller_args
         section = config[launcher.__name__]
@@ -129,11 +142,32 @@ def make_ipp_cluster(n: int | None, options: dict[str, Any]) -> tuple[Any, int]:
     return cluster, cluster.n
 
 
+def _use_forks(cluster: Any, forks: Any) -> None:
+    """Fork the controller and engines through ``forks`` where ipyparallel's plain local
+    launchers would start them (not where a profile or the options chose others)."""
+    from ipyparallel.cluster.launcher import LocalControllerLauncher, LocalEngineSetLauncher
+
+    from . import forked, forkserver
+
+    plain_engines = cluster.engine_launcher_class is LocalEngineSetLauncher
+    plain_controller = cluster.controller_launcher_class is LocalControllerLauncher
+    if forks is None or not (plain_engines or plain_controller):
+        return
+    forkserver.serve(cluster.cluster_id, forks)
+    if plain_controller:
+        cluster.controller_launcher_class = forked.ForkedControllerLauncher
+    if plain_engines:
+        cluster.engine_launcher_class = forked.ForkedEngineSetLauncher
+        cluster.send_engines_connection_env = False  # they start with the controller, and wait for its file
+
+
 def started_here(cluster: Any) -> list[int]:
     """Pids of the controller and engine processes ``cluster`` started as our descendants
     (local engines, mpiexec, the controller): never an SSH launcher's pid, which is remote."""
+    from .forkserver import server_for
+
     mine = descendants()
-    launchers = [cluster.controller]
+    launchers = [cluster.controller, server_for(cluster.cluster_id)]
     for engine_set in (cluster.engines or {}).values():
         launchers += [engine_set, *getattr(engine_set, "launchers", {}).values()]
     pids = [getattr(launcher, "pid", None) for launcher in launchers]

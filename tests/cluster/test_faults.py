@@ -264,7 +264,8 @@ def test_a_dead_controller_fails_its_runs_at_once_and_a_new_cluster_reuses_what_
     before = {p.pid for p in psutil.Process().children(recursive=True)}
     with nt.Cluster(n=2, store=store) as own:
         started = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
-        [controller] = [p for p in started if p.ppid() == os.getpid() and "ipyparallel.controller" in p.cmdline()]
+        [controller] = [p for p in started if "ipyparallel.controller" in p.cmdline()
+                        and "ipyparallel.controller" not in p.parent().cmdline()]  # not its schedulers
         run = task.submit(range(300), cluster=own, progress=False)
         while run.counts()["done"] < 60:
             time.sleep(0.01)

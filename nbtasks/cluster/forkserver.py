@@ -1,0 +1,440 @@
+"""A fork server: one process imports ipyparallel's controller and engine once, then forks
+a local cluster's controller, engines and the engines' nannies from that warm state.
+
+Started as separate interpreters, each of these processes spends most of its start-up
+importing the same modules (ipyparallel, IPython, zmq, tornado, nbtasks), and on a
+machine with few cores that CPU is what the first result waits for. A fork costs
+milliseconds instead, and shares the imported code's memory.
+
+    owner (kernel) ──stdin: {"role", "argv", "env", "cwd", "output"}──> fork server
+                   <─stdout: {"pid"}────────────────────────────────── │ fork
+                                                                        ├─ controller
+                                                                        ├─ engine ──socket: nanny kwargs + pipe──┐
+                                                                        └─ nanny (forked on the engine's request) <┘
+
+Engines are forked at once, with the controller: each waits for the controller's
+connection file itself. The server stays single-threaded (forking a threaded process is
+unsafe), reaps its children as they exit (a zombie would hide an engine's death from its
+nanny), and when its stdin closes, however the owner ended, it stops everything it forked
+and exits.
+
+    python -m nbtasks.cluster.forkserver
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import json
+import os
+import pickle
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from typing import IO, Any
+
+__all__ = ["ForkServer", "ForkServerError", "forget", "forked_start_nanny", "main", "serve", "server_for"]
+
+GRACE = 2.0  # seconds between SIGTERM and SIGKILL for what is left when the owner goes
+URL_FILE_POLL = 0.005  # seconds between two looks for the controller's connection file
+_NANNY_MESSAGE = 1 << 20  # the largest nanny request (pickled keyword arguments)
+TITLE_ROOM = 256  # bytes of blank command line the server starts with: room for its children's
+
+
+class ForkServerError(RuntimeError):
+    """The fork server could not start a process (or is gone)."""
+
+
+# -- the owner's side ------------------------------------------------------------------------
+class ForkServer:
+    """The owner's handle on a fork server process; ``fork()`` is safe from any thread."""
+
+    def __init__(self, cwd: str | None = None) -> None:
+        env = dict(os.environ, NBTASKS_PRESTART="0", PYTHONUNBUFFERED="1",
+                   PYDEVD_DISABLE_FILE_VALIDATION="1")  # the debugger's import warns without it
+        self._errors = tempfile.TemporaryFile()  # what the server says if it fails to start
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", __name__, " " * TITLE_ROOM], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=self._errors, cwd=cwd, env=env,
+            start_new_session=True)  # a Ctrl-C in the owner's terminal is not for it
+        self._lock = threading.Lock()
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    def fork(self, role: str, argv: list[str], env: dict[str, str], cwd: str, output: str,
+             connection_file: str | None = None, wait: float = 60.0) -> int:
+        """Start a ``"controller"`` or an ``"engine"`` with these arguments and environment,
+        its output appended to ``output``; returns its pid. An engine first waits up to
+        ``wait`` seconds for the controller's ``connection_file``."""
+        request = json.dumps({"role": role, "argv": argv, "env": env, "cwd": cwd, "output": output,
+                              "connection_file": connection_file, "wait": wait})
+        with self._lock:
+            try:
+                self._process.stdin.write(request.encode() + b"\n")
+                self._process.stdin.flush()
+                line = self._process.stdout.readline()
+            except (OSError, ValueError) as exc:
+                raise ForkServerError(f"the fork server is gone: {exc}{self._said()}") from exc
+        if not line:
+            raise ForkServerError(f"the fork server ended (exit status {self._process.poll()}){self._said()}")
+        reply = json.loads(line)
+        if "error" in reply:
+            raise ForkServerError(f"the fork server could not start a {role}: {reply['error']}")
+        return int(reply["pid"])
+
+    def _said(self) -> str:
+        try:
+            self._errors.seek(0)
+            text = self._errors.read().decode(errors="replace").strip()
+        except (OSError, ValueError):
+            return ""
+        return f": {text.splitlines()[-1]}" if text else ""
+
+    def close(self, timeout: float = GRACE + 3) -> None:
+        """Stop the server, and with it whatever it forked that is still running."""
+        with self._lock:
+            try:
+                self._process.stdin.close()
+            except OSError:
+                pass
+        try:
+            self._process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._process.stdout.close()
+        self._errors.close()
+
+
+_servers: dict[str, ForkServer] = {}  # cluster id -> the fork server its launchers use (forked.py)
+
+
+def serve(cluster_id: str, server: ForkServer) -> None:
+    """From now on, the launchers of cluster ``cluster_id`` fork through ``server``."""
+    _servers[cluster_id] = server
+
+
+def server_for(cluster_id: str) -> ForkServer | None:
+    return _servers.get(cluster_id)
+
+
+def forget(cluster_id: str) -> None:
+    _servers.pop(cluster_id, None)
+
+
+# -- the server ---------------------------------------------------------------------------------
+def main() -> None:
+    _retitle([sys.executable, "-m", __spec__.name if __spec__ else "nbtasks.cluster.forkserver"])
+    server = _Server()
+    signal.signal(signal.SIGCHLD, server.reap)
+    server.serve()
+
+
+# What forked processes would import anyway, imported once here: first the controller's (it is
+# forked first), then the engines'. Imported while no request waits, or before a fork needs them.
+_WARM = {
+    "controller": ("ipyparallel.controller.app",),
+    "engine": (
+        "ipyparallel.engine.app", "ipyparallel.engine.nanny",
+        "nbtasks.cluster.engine",  # the engines' side of nbtasks
+        # imported by an engine's kernel as it starts (the debugger alone: a tenth of a second)
+        "ipykernel.debugger", "IPython.core.completerlib", "IPython.extensions.storemagic",
+        "tornado.locks", "tornado.queues", "tornado.platform.asyncio",
+        "numpy",  # ipyparallel's serializer imports it with an engine's first message
+    ),
+}
+
+
+class _Server:
+    def __init__(self) -> None:
+        self.children: set[int] = set()
+        self.selector = selectors.DefaultSelector()
+        self.engines: dict[int, tuple[socket.socket, int]] = {}  # socket fd -> (socket, engine pid)
+        self.buffer = b""
+        self.imported: set[str] = set()
+
+    def reap(self, *_: Any) -> None:
+        while True:
+            try:
+                pid, _status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            self.children.discard(pid)
+
+    def warm(self, role: str | None = None) -> bool:
+        """Import the next module a fork will want (all that ``role`` wants, if given);
+        False when there is nothing left to import."""
+        import importlib
+
+        roles = [role] if role else list(_WARM)
+        for name in [m for r in roles for m in _WARM[r] if m not in self.imported]:
+            self.imported.add(name)
+            try:
+                importlib.import_module(name)
+            except ImportError:
+                pass  # optional ones (numpy, the debugger) may be missing
+            if role is None:
+                return True
+        return role is not None
+
+    def serve(self) -> None:
+        self.selector.register(0, selectors.EVENT_READ, "owner")
+        warming = True
+        while True:
+            ready = self.selector.select(0 if warming else None)
+            if not ready and warming:
+                warming = self.warm()
+            for key, _ in ready:
+                if key.data == "owner":
+                    if not self._owner_readable():
+                        self._end_all()
+                        return
+                else:
+                    self._nanny_request(key.fileobj)
+
+    def _owner_readable(self) -> bool:
+        chunk = os.read(0, 65536)
+        if not chunk:
+            return False
+        self.buffer += chunk
+        while b"\n" in self.buffer:
+            line, self.buffer = self.buffer.split(b"\n", 1)
+            request = json.loads(line)
+            try:
+                reply = {"pid": self._fork(request)}
+            except Exception as exc:
+                reply = {"error": f"{type(exc).__name__}: {exc}"}
+            os.write(1, json.dumps(reply).encode() + b"\n")
+        return True
+
+    def _fork(self, request: dict[str, Any]) -> int:
+        role = request["role"]
+        if role not in ("controller", "engine"):
+            raise ValueError(f"unknown role {role!r}")
+        self.warm(role)
+        ours = theirs = None
+        if role == "engine":
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = os.fork()
+        if pid == 0:  # the child
+            if ours is not None:
+                os.close(ours.fileno())  # the object stays referenced by this frame: never closed twice
+            self._become_child(request.get("output"))
+            _run_role(request, theirs)  # never returns
+        self.children.add(pid)
+        if ours is not None:
+            theirs.close()
+            self.engines[ours.fileno()] = (ours, pid)
+            self.selector.register(ours, selectors.EVENT_READ, "engine")
+        return pid
+
+    def _become_child(self, output: str | None) -> None:
+        """Drop the server's signal handler and descriptors; output to the process's log."""
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        os.setsid()  # like ipyparallel's launchers: a signal to the owner's group spares it
+        for fd in [self.selector.fileno(), *self.engines]:
+            try:
+                os.close(fd)  # the objects stay referenced by our frames: never closed twice
+            except OSError:
+                pass
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+        if output:
+            log = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            os.dup2(log, 1)
+            os.dup2(log, 2)
+            os.close(log)
+
+    def _nanny_request(self, sock: socket.socket) -> None:
+        try:
+            data, fds, _, _ = socket.recv_fds(sock, _NANNY_MESSAGE, 2)
+        except OSError:
+            data, fds = b"", []
+        if not data:  # the engine is gone
+            self.selector.unregister(sock)
+            self.engines.pop(sock.fileno(), None)
+            sock.close()
+            return
+        try:
+            pid = os.fork()
+        except OSError:
+            pid = -1
+        if pid == 0:
+            self._become_child(None)
+            _run_nanny(pickle.loads(data), *fds)  # never returns
+        if pid > 0:
+            self.children.add(pid)
+        for fd in fds:  # the nanny has them now (or, if the fork failed, the engine sees EOF)
+            os.close(fd)
+
+    def _end_all(self) -> None:
+        """The owner is gone (or stopped the cluster): stop everything we forked."""
+        from .guard import end
+
+        import psutil
+
+        found: list[psutil.Process] = []
+        for pid in list(self.children):
+            try:
+                process = psutil.Process(pid)
+                found += [process, *process.children(recursive=True)]
+            except psutil.Error:
+                pass
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # psutil waits for them now
+        end(found, GRACE)
+
+
+def _run_role(request: dict[str, Any], nanny_socket: socket.socket | None) -> None:
+    """In the forked child: become an ipyparallel controller or engine, then exit."""
+    code: Any = 1
+    try:
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        module = "ipyparallel.controller" if request["role"] == "controller" else "ipyparallel.engine"
+        _retitle([sys.executable, "-m", module, *request["argv"]])
+        if request["role"] == "controller":
+            from ipyparallel.controller import app
+
+            sys.argv = ["ipcontroller", *request["argv"]]
+            app.time = _NoDatabaseWait()
+            run = app.main
+        else:
+            from ipyparallel.engine import app
+
+            sys.argv = ["ipengine", *request["argv"]]
+            if request.get("connection_file") and "IPP_CONNECTION_INFO" not in os.environ:
+                _await_file(request["connection_file"], request.get("wait") or 60.0)
+            app.start_nanny = lambda **kwargs: forked_start_nanny(nanny_socket, kwargs)
+            run = app.main
+        run()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    except BaseException:
+        traceback.print_exc()
+    _exit(code)
+
+
+class _NoDatabaseWait:
+    """``time`` for ipyparallel's controller module, which uses it for one thing: a quarter
+    second of sleep after connecting to its database, before it writes the connection
+    files everyone waits for. Without a database (``NoDB``, ipyparallel's default and our
+    ``--nodb``) there is nothing to wait for."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        from ipyparallel.controller.app import IPController
+        from ipyparallel.controller.dictdb import NoDB
+
+        if IPController.initialized() and issubclass(IPController.instance().db_class, NoDB):
+            return
+        time.sleep(seconds)
+
+
+def _await_file(path: str, timeout: float) -> None:
+    """Wait, more finely than the engine would (0.1 s), for the controller's connection
+    file, written in full (the engine reads it once)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(path) as f:
+                json.load(f)
+            return
+        except (OSError, ValueError):  # not there yet, or half written
+            time.sleep(URL_FILE_POLL)
+
+
+def forked_start_nanny(nanny_socket: socket.socket | None, kwargs: dict[str, Any]) -> tuple[str, IO[bytes]]:
+    """ipyparallel's ``start_nanny`` for a forked engine: the fork server forks the nanny
+    (ipyparallel's own ``KernelNanny``); it writes its url into a pipe whose other end the
+    engine keeps open, as with the subprocess ipyparallel would start."""
+    from ipyparallel.engine import nanny
+
+    kwargs["pid"] = os.getpid()
+    if nanny_socket is not None:
+        read, write = os.pipe()
+        try:
+            socket.send_fds(nanny_socket, [pickle.dumps(kwargs)], [write, 2])
+        except OSError:
+            os.close(read)
+        else:
+            os.close(write)
+            pipe = os.fdopen(read, "rb")
+            url = pipe.readline().decode().strip()
+            if url:
+                return url, pipe
+            pipe.close()
+        print("nbtasks: the fork server did not start a nanny; starting one the usual way", file=sys.stderr)
+    return nanny.start_nanny(**kwargs)
+
+
+def _run_nanny(kwargs: dict[str, Any], pipe_fd: int, stderr_fd: int) -> None:
+    code: Any = 1
+    try:
+        _retitle([sys.executable, "-m", "ipyparallel.engine.nanny"])
+        os.dup2(stderr_fd, 1)
+        os.dup2(stderr_fd, 2)
+        os.close(stderr_fd)
+        from ipyparallel.engine.nanny import KernelNanny
+
+        KernelNanny.main(pipe=os.fdopen(pipe_fd, "w", buffering=1), **kwargs)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    except BaseException:
+        traceback.print_exc()
+    _exit(code)
+
+
+def _retitle(words: list[str]) -> None:
+    """Show a forked process as what it became (``ps``, ``/proc/<pid>/cmdline``, psutil): the
+    command line ipyparallel would have started it with, so that tools looking for its
+    controllers, engines and nannies find them. Linux only (elsewhere the server's shows):
+    the text goes into the command line's own memory (``TITLE_ROOM`` made it big enough),
+    ending with a NUL before a non-NUL last byte, which tells the kernel it was rewritten."""
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        start, end = int(fields[45]), int(fields[46])  # arg_start, arg_end (fields 48, 49)
+        with open("/proc/self/cmdline", "rb") as f:
+            shown = f.read()
+    except (OSError, IndexError, ValueError):
+        return
+    size = end - start
+    if size < 2 or not shown or ctypes.string_at(start, min(size, len(shown))) != shown[:size]:
+        return  # not the memory we expect: leave it alone
+    title = " ".join(words).encode(errors="replace")[: size - 2] + b"\0"
+    ctypes.memmove(start, title.ljust(size - 1, b"\0") + b" ", size)
+
+
+def _exit(code: Any) -> None:
+    """End a forked child as an interpreter would (exit handlers, flushed output), but
+    without unwinding into the server's frames."""
+    try:
+        atexit._run_exitfuncs()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        os._exit(code if isinstance(code, int) else (0 if code is None else 1))
+
+
+if __name__ == "__main__":
+    main()
