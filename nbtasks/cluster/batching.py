@@ -2,8 +2,10 @@
 
 A chunk should be long enough to amortize its round trip (a few ms of
 client and network work) yet short enough that every engine stays busy
-and the tail is short. We measure the time per unit on the engines and
-use guided self-scheduling: a chunk is a share of what is left, bounded
+and the tail is short. The first chunks of a stream are probes: up to
+``probe_units`` units that their engine runs for ``floor`` seconds at most,
+sending back the units it did not get to. Then we know the time per unit on
+the engines and use guided self-scheduling: a chunk is a share of what is left, bounded
 between ``floor`` and ``target`` seconds of work, and by ``max_bytes`` of
 inputs and results: an engine starts a chunk only once all of it arrived, so
 while one big chunk travels no unit of it runs (64 arrays of 16 MiB summed on
@@ -24,6 +26,19 @@ class ChunkSizer:
     share = 2      # chunks per engine over what is left: the tail shrinks geometrically
     max_bytes = 8 << 20  # inputs and results per chunk, beyond its first unit: ~8 ms on
                          # loopback, ~70 ms at 1 Gb/s, against ~3-5 ms a chunk costs anyway
+
+    #: units a probe may carry: the engine runs them for ``floor`` seconds and sends back the
+    #: rest, so tiny units are measured over many in one round trip and long ones over one
+    probe_units = 256
+    probe_bytes = 256 << 10  # inputs a probe may carry (the rest of it may travel back unrun)
+
+    @property
+    def probing(self) -> bool:
+        return self.per_unit is None
+
+    def probe_budget(self) -> float | None:
+        """Seconds the next chunk may run before its engine stops it (None: no limit)."""
+        return self.floor if self.per_unit is None else None
 
     def __init__(self) -> None:
         self.per_unit: float | None = None  # seconds, exponentially averaged
@@ -52,8 +67,8 @@ class ChunkSizer:
         """How many of ``pending`` units to put in the next chunk."""
         if pending <= 0:
             return 0
-        if self.per_unit is None:
-            return 1  # probe: one unit per free slot until we have a measurement
+        if self.per_unit is None:  # a probe, run for ``floor`` seconds at most (see ``probe``)
+            return max(1, min(self.probe_units, pending // (2 * max(engines, 1) * self.share)))
         guided = math.ceil(pending / (max(engines, 1) * self.share))
         lo = max(1, int(self.floor / self.per_unit))
         hi = max(1, int(self.target / self.per_unit))

@@ -183,7 +183,7 @@ class Dispatcher:
         units = min(len(outcome.values), len(outcome.ends))
         chunk.stream.sizer.observe(units, outcome.busy)
         chunk.stream.sizer.observe_bytes(units, back=reply.nbytes)
-        self.outcomes.apply(chunk, outcome, payload, self.recovery.interrupted_rest)
+        self.outcomes.apply(chunk, outcome, payload, self._unreached if outcome.cut else self.recovery.interrupted_rest)
         self.forget_if_over(evaluation)
 
     # -- helpers ------------------------------------------------------------------
@@ -199,6 +199,11 @@ class Dispatcher:
             self.streams.append(stream)
         for start, stop in request.todo or [(0, len(request.inputs))]:
             stream.add(request, start, stop)
+
+    def _unreached(self, chunk: Chunk, request: UnitRequest, start: int, stop: int) -> None:
+        """Units after a probe's time budget ran out wait for the next chunk."""
+        request.node.units.unreached(stop - start, chunk.unit_state)
+        self.requeue(chunk.stream, request, start, stop)
 
     def _on_reused(self, request: UnitRequest) -> None:
         evaluation = request.evaluation
@@ -316,10 +321,13 @@ class Dispatcher:
                 return
 
     def _send_from(self, stream: Stream, engine: int, n_engines: int) -> bool:
-        if stream.sizer.per_unit is None and stream.in_flight >= n_engines * self.depth:
+        probing = stream.sizer.probing
+        if probing and stream.in_flight >= n_engines * self.depth:
             self.streams.append(stream)  # still probing: wait for a measurement
             return False
         size = stream.sizer.size(stream.pending, n_engines)
+        if probing and size > 1:
+            size = min(size, max(1, stream.sizer.probe_bytes // max(1, stream.next_input_bytes())))
         task = stream.node.task
         allowed, why = self.limits.allowance(task)
         run = stream.evaluation.run
@@ -346,7 +354,8 @@ class Dispatcher:
         stream.sizer.observe_bytes(chunk.n, sent=pickled.nbytes)
         self.limits.sent(task, chunk.n)
         # big buffers (arrays) in the inputs go as zmq frames of their own, not copied
-        chunk.ar = self.view(engine).apply_async(run_chunk, stream.token, stream.blob, parts[0][1], *pickled.wire())
+        chunk.ar = self.view(engine).apply_async(run_chunk, stream.token, stream.blob, parts[0][1],
+                                                 stream.sizer.probe_budget(), *pickled.wire())
         stream.in_flight += 1
         self.flight[engine].append(chunk)
         if len(self.flight[engine]) == 1:

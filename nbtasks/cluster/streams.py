@@ -8,7 +8,7 @@ import uuid
 from typing import Any
 
 from ..core.evaluate import Evaluation, UnitRequest
-from ..core.serialize import UnpicklableError, dumps
+from ..core.serialize import UnpicklableError, dumps, split
 from ..core.sources import code_origins
 from ..core.states import UnitState
 from ..core.arrivals import Arrivals
@@ -44,6 +44,16 @@ class Stream:
             else:
                 self.segments.append(segment)
             self.pending += stop - start
+
+    def next_input_bytes(self) -> int:
+        """Pickled size of the next unit's input (0 if none waits or it cannot be pickled)."""
+        if not self.segments:
+            return 0
+        request, start = self.segments[0][0], self.segments[0][1]
+        try:
+            return split(request.inputs[start]).nbytes
+        except Exception:
+            return 0
 
     def cut(self, size: int, engine: int | None = None, engines: int = 1) -> list[tuple[UnitRequest, int, int]]:
         """Up to ``size`` units for ``engine``, skipping units that avoid it while

@@ -63,6 +63,7 @@ UNIT_MOVES: dict[str, tuple[frozenset, UnitState | None]] = {
     "finish": (frozenset({U.RUNNING, U.QUEUED}), U.DONE),
     "fail": (frozenset({U.RUNNING, U.QUEUED}), U.FAILED),
     "retry": (frozenset({U.RUNNING, U.QUEUED}), U.QUEUED),  # counted in ``retried`` too
+    "unreached": (frozenset({U.RUNNING, U.QUEUED}), U.QUEUED),  # its chunk stopped first: they wait again
     "cancel": (frozenset({U.RUNNING, U.QUEUED}), U.CANCELLED),
 }
 #: the keys of a counts dict: every unit state, and ``retried`` (how many moves were retries)
@@ -126,6 +127,9 @@ class UnitCounts:
 
     def retry(self, n: int, source: UnitState = U.RUNNING) -> None:
         self._move("retry", n, source)
+
+    def unreached(self, n: int, source: UnitState = U.RUNNING) -> None:
+        self._move("unreached", n, source)
 
     def cancel(self, n: int, source: UnitState = U.QUEUED) -> None:
         self._move("cancel", n, source)

@@ -57,7 +57,7 @@ class ChunkOutcome:
     """What a chunk sends back. Plain attributes so it pickles small."""
 
     __slots__ = ("values", "errors", "ends", "t0", "stdout", "stderr", "out_marks", "err_marks",
-                 "host", "pid", "busy")
+                 "host", "pid", "busy", "cut")
 
     def __init__(self) -> None:
         self.values: list = []
@@ -70,11 +70,13 @@ class ChunkOutcome:
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self.busy = 0.0  # seconds spent in units (for chunk sizing)
+        self.cut = False  # stopped at its time budget: the units after ``values`` were not run
 
     def __getstate__(self):
         return tuple(getattr(self, s) for s in self.__slots__)
 
     def __setstate__(self, state):
+        self.cut = False  # outcomes stored before it existed
         for s, v in zip(self.__slots__, state):
             setattr(self, s, v)
 
@@ -216,9 +218,11 @@ class _Signals:
 def execute_chunk(task: Task, mode: str, params: Mapping[str, Any], inputs: list,
                   extra: tuple = (), first_index: int = 0,
                   on_unit: Callable[[ChunkOutcome, int, io.StringIO, io.StringIO], None] | None = None,
-                  origins: CodeOrigins | None = None, every: float = 0.0) -> ChunkOutcome:
+                  origins: CodeOrigins | None = None, every: float = 0.0,
+                  budget: float | None = None) -> ChunkOutcome:
     """Run ``inputs`` one after the other; ``on_unit(outcome, i, out, err)`` after a unit
-    that ends ``every`` seconds or more after the last call (after each with 0).
+    that ends ``every`` seconds or more after the last call (after each with 0). With a
+    ``budget`` (seconds), stop after the unit that reaches it (``cut``): the rest is not run.
     Tracebacks name shipped code by its ``origins``.
 
     The loop is what a no-op unit costs (millions of units a second go through it): it
@@ -234,6 +238,8 @@ def execute_chunk(task: Task, mode: str, params: Mapping[str, Any], inputs: list
     sys.stdout, sys.stderr = out_buf, err_buf
     clock = time.perf_counter
     due = every if on_unit is not None else float("inf")
+    stop_at = float("inf") if budget is None else budget
+    last = first_index + len(inputs) - 1
     start = clock()
     try:
         timer.__enter__()
@@ -259,6 +265,9 @@ def execute_chunk(task: Task, mode: str, params: Mapping[str, Any], inputs: list
             if end >= due:
                 on_unit(out, i - first_index, out_buf, err_buf)
                 due = end + every
+            if end >= stop_at and i != last:
+                out.cut = True
+                break
     except _Cancelled:
         pass  # cancelled: the units finished before the signal go back
     finally:

@@ -73,6 +73,26 @@ def test_long_units_are_not_batched_into_a_long_tail(cluster):
     assert {u.engine for u in run.units()} == set(cluster.engines)
 
 
+def test_a_probe_runs_what_its_time_allows_and_the_rest_waits_without_counting_as_retried(cluster, tmp_path):
+    """The first chunks carry many units but run ~20 ms of them: 10 ms units run once each,
+    the units a probe did not reach are neither lost nor counted as retried, and the probes'
+    records show they stopped early."""
+
+    def once(x, directory=str(tmp_path)):
+        with open(f"{directory}/{x}", "a") as f:
+            f.write("x")
+        time.sleep(0.01)
+        return x
+
+    run = nt.ParallelTask(once).submit(range(120), cluster=cluster, progress=False, cache=False)
+    assert run.result(60) == list(range(120))
+    assert sorted(int(p.name) for p in tmp_path.iterdir()) == list(range(120))
+    assert all(p.read_text() == "x" for p in tmp_path.iterdir())
+    assert run.counts()["retried"] == 0 and run.counts()["done"] == 120
+    first = [c.stop - c.start for c in run._chunks[:2]]
+    assert max(first) <= 5, first  # ~20 ms of 10 ms units, not the 15 units the probe carried
+
+
 def test_lambdas_closures_and_classes_from_main_run_on_engines(python_script):
     script = python_script('''
 import nbtasks as nt
