@@ -116,6 +116,7 @@ def measure(plan: list[str], args: argparse.Namespace) -> tuple[dict[str, Result
     orphans: list[str] = []
     steps = interleave(plan, startup.cold_rounds(args.repeats))
     with bench_environment() as (env, ipython_dir):
+        print(environment_note(env) + "\n", flush=True)
         for i, name in enumerate(steps, 1):
             round_no = len(cold.get(name, [])) + 1
             shown = f"{name} (run {round_no})" if name in startup.COLD_PLAN else name
