@@ -16,10 +16,14 @@ script) imports nbtasks: the default cluster then starts at once (``_prestart.py
 from __future__ import annotations
 
 import importlib
-import sys
+import inspect
 from typing import Any
 
 from ._prestart import maybe_prestart as _maybe_prestart
+
+# ruff: noqa: E402  (the imports below come after this on purpose)
+_maybe_prestart(inspect.currentframe())  # first: a fork server starts while the rest is imported
+
 from ._version import __version__
 from .core import (
     ContainerTask,
@@ -91,4 +95,3 @@ _hooks.store = _store
 _hooks.wait = _wait_with_progress
 _hooks.display = _display
 _hooks.form = _form
-_maybe_prestart(sys._getframe())

@@ -16,6 +16,7 @@ does the rest. A failed start is raised by the first use of the default cluster.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import threading
@@ -52,14 +53,25 @@ def _importer(frame: FrameType | None) -> FrameType | None:
 
 
 def maybe_prestart(frame: FrameType | None) -> bool:
-    """Start the default cluster in a background thread if ``wanted``; never blocks."""
+    """If ``wanted``: start a fork server at once (a few milliseconds; it imports ipyparallel
+    while nbtasks is still being imported), and the rest of the default cluster in a
+    background thread. Never blocks."""
     if not wanted(frame):
         return False
+    try:
+        from .cluster import forks
+
+        forks.start_spare()
+    except Exception:  # the cluster starts without a head start
+        pass
     threading.Thread(target=_prestart, name="nbtasks-prestart", daemon=True).start()
     return True
 
 
 def _prestart() -> None:
-    from .cluster import Cluster
-
+    try:
+        importlib.import_module("nbtasks")  # waits for the import under way to finish
+        from .cluster import Cluster
+    except Exception:
+        return  # importing nbtasks failed: that error is for whoever imported it
     Cluster.prestart()

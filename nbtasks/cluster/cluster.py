@@ -29,7 +29,7 @@ from ..core.travel import imported_on_engines
 from .checks import check_engines
 from .dispatcher import Dispatcher
 from .errors import ClusterError, ClusterStopped, ControllerLost
-from .forkserver import ForkServer, forget as forget_server, server_for
+from .forks import ForkServer, forget as forget_server, server_for, take as take_fork_server
 from .launchers import check_options, forkable, launcher_name, make_ipp_cluster, started_here
 from .packages import pack
 from .processes import OwnProcesses, descendants, in_plain_thread
@@ -39,6 +39,14 @@ from .shipments import Shipments
 __all__ = ["Cluster", "ClusterError", "ClusterState"]
 
 log = logging.getLogger("nbtasks")
+
+
+def _load_serializer() -> None:
+    """ipyparallel imports what it may have to serialize (numpy: a tenth of a second) with
+    the first message a client sends; done ahead, it does not delay that message."""
+    from ipyparallel.serialize import can
+
+    can(None)
 
 
 class ClusterState(str, enum.Enum):
@@ -250,10 +258,12 @@ class Cluster:
     def _start_owned(self) -> None:
         atexit.register(self.stop)
         if forkable(self.ipp_options):  # first: it imports ipyparallel while we do
-            self._forks = ForkServer()
+            self._forks = take_fork_server()
         self._ipp, self.n = make_ipp_cluster(self._n_asked, self.ipp_options, self._forks)
         if self._forks is not None and server_for(self._ipp.cluster_id) is not self._forks:
             self._close_forks()  # a profile chose other launchers
+        if self._forks is not None:
+            self._processes.forked_by(self._forks.pid)
         self._replacements = Replacements(
             self._ipp, lambda: self.state is ClusterState.RUNNING and not self._dispatcher.stopped)
         if self._stopping:
@@ -263,6 +273,7 @@ class Cluster:
         self._ipp.start_cluster_sync()
         self._processes.remember(started_here(self._ipp))  # from now on, they die with this process
         self.client = self._ipp.connect_client_sync()
+        _load_serializer()  # while the engines register
         self._wait_for_engines(self.n, self.engine_timeout)
         self._check_engines(self.client.ids)
 
@@ -372,6 +383,8 @@ class Cluster:
 
     def usable_engines(self) -> list[int]:
         """Registered engines that passed the version check (new ones are checked here)."""
+        if self.client is None:  # it never started
+            return []
         ids = list(self.client.ids)
         fresh = [i for i in ids if i not in self._checked]
         if fresh:

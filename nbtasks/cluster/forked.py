@@ -1,5 +1,5 @@
 """ipyparallel launchers for a local cluster whose controller and engines are forked by a
-fork server (``forkserver.py``) instead of started as new interpreters.
+fork server (``forkserver.py``, ``forks.py``) instead of started as new interpreters.
 
 They behave as ipyparallel's local launchers (pids, signals, stop, output files, the
 cluster file) and fall back to them when no fork server serves the cluster or when the
@@ -25,7 +25,7 @@ from ipyparallel.cluster.launcher import (
     ipengine_cmd_argv,
 )
 
-from .forkserver import server_for
+from .forks import server_for
 
 __all__ = ["ForkedControllerLauncher", "ForkedEngineLauncher", "ForkedEngineSetLauncher"]
 

@@ -23,7 +23,6 @@ and exits.
 
 from __future__ import annotations
 
-import atexit
 import ctypes
 import json
 import os
@@ -31,103 +30,17 @@ import pickle
 import selectors
 import signal
 import socket
-import subprocess
 import sys
-import tempfile
-import threading
 import time
 import traceback
 from typing import IO, Any
 
-__all__ = ["ForkServer", "ForkServerError", "forget", "forked_start_nanny", "main", "serve", "server_for"]
+from .forks import GRACE
 
-GRACE = 2.0  # seconds between SIGTERM and SIGKILL for what is left when the owner goes
+__all__ = ["forked_start_nanny", "main"]
+
 URL_FILE_POLL = 0.005  # seconds between two looks for the controller's connection file
 _NANNY_MESSAGE = 1 << 20  # the largest nanny request (pickled keyword arguments)
-TITLE_ROOM = 256  # bytes of blank command line the server starts with: room for its children's
-
-
-class ForkServerError(RuntimeError):
-    """The fork server could not start a process (or is gone)."""
-
-
-# -- the owner's side ------------------------------------------------------------------------
-class ForkServer:
-    """The owner's handle on a fork server process; ``fork()`` is safe from any thread."""
-
-    def __init__(self, cwd: str | None = None) -> None:
-        env = dict(os.environ, NBTASKS_PRESTART="0", PYTHONUNBUFFERED="1",
-                   PYDEVD_DISABLE_FILE_VALIDATION="1")  # the debugger's import warns without it
-        self._errors = tempfile.TemporaryFile()  # what the server says if it fails to start
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", __name__, " " * TITLE_ROOM], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=self._errors, cwd=cwd, env=env,
-            start_new_session=True)  # a Ctrl-C in the owner's terminal is not for it
-        self._lock = threading.Lock()
-
-    @property
-    def pid(self) -> int:
-        return self._process.pid
-
-    def fork(self, role: str, argv: list[str], env: dict[str, str], cwd: str, output: str,
-             connection_file: str | None = None, wait: float = 60.0) -> int:
-        """Start a ``"controller"`` or an ``"engine"`` with these arguments and environment,
-        its output appended to ``output``; returns its pid. An engine first waits up to
-        ``wait`` seconds for the controller's ``connection_file``."""
-        request = json.dumps({"role": role, "argv": argv, "env": env, "cwd": cwd, "output": output,
-                              "connection_file": connection_file, "wait": wait})
-        with self._lock:
-            try:
-                self._process.stdin.write(request.encode() + b"\n")
-                self._process.stdin.flush()
-                line = self._process.stdout.readline()
-            except (OSError, ValueError) as exc:
-                raise ForkServerError(f"the fork server is gone: {exc}{self._said()}") from exc
-        if not line:
-            raise ForkServerError(f"the fork server ended (exit status {self._process.poll()}){self._said()}")
-        reply = json.loads(line)
-        if "error" in reply:
-            raise ForkServerError(f"the fork server could not start a {role}: {reply['error']}")
-        return int(reply["pid"])
-
-    def _said(self) -> str:
-        try:
-            self._errors.seek(0)
-            text = self._errors.read().decode(errors="replace").strip()
-        except (OSError, ValueError):
-            return ""
-        return f": {text.splitlines()[-1]}" if text else ""
-
-    def close(self, timeout: float = GRACE + 3) -> None:
-        """Stop the server, and with it whatever it forked that is still running."""
-        with self._lock:
-            try:
-                self._process.stdin.close()
-            except OSError:
-                pass
-        try:
-            self._process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-        self._process.stdout.close()
-        self._errors.close()
-
-
-_servers: dict[str, ForkServer] = {}  # cluster id -> the fork server its launchers use (forked.py)
-
-
-def serve(cluster_id: str, server: ForkServer) -> None:
-    """From now on, the launchers of cluster ``cluster_id`` fork through ``server``."""
-    _servers[cluster_id] = server
-
-
-def server_for(cluster_id: str) -> ForkServer | None:
-    return _servers.get(cluster_id)
-
-
-def forget(cluster_id: str) -> None:
-    _servers.pop(cluster_id, None)
 
 
 # -- the server ---------------------------------------------------------------------------------
@@ -135,7 +48,10 @@ def main() -> None:
     _retitle([sys.executable, "-m", __spec__.name if __spec__ else "nbtasks.cluster.forkserver"])
     server = _Server()
     signal.signal(signal.SIGCHLD, server.reap)
-    server.serve()
+    try:
+        server.serve()
+    except _ChildDone as done:  # in a forked child
+        sys.exit(done.code)
 
 
 # What forked processes would import anyway, imported once here: first the controller's (it is
@@ -145,12 +61,30 @@ _WARM = {
     "engine": (
         "ipyparallel.engine.app", "ipyparallel.engine.nanny",
         "nbtasks.cluster.engine",  # the engines' side of nbtasks
-        # imported by an engine's kernel as it starts (the debugger alone: a tenth of a second)
-        "ipykernel.debugger", "IPython.core.completerlib", "IPython.extensions.storemagic",
-        "tornado.locks", "tornado.queues", "tornado.platform.asyncio",
+        "ipykernel.debugger",  # see _kernels_without_debugger
+        "IPython.core.completerlib", "IPython.extensions.storemagic",  # imported as a kernel starts
         "numpy",  # ipyparallel's serializer imports it with an engine's first message
     ),
 }
+
+
+def _kernels_without_debugger() -> None:
+    """An engine's kernel loads debugpy, the Jupyter debugger's backend, as it starts (half
+    of what is left to import after ipyparallel), though no frontend can debug an engine
+    through it. ipykernel loads it only if it can: here it cannot, so kernels forked from
+    this process start without it; a unit that imports debugpy itself still can."""
+    saved = sys.modules.get("debugpy", _MISSING)
+    sys.modules["debugpy"] = None  # type: ignore[assignment]  (makes "import debugpy" fail)
+    try:
+        import ipykernel.debugger  # noqa: F401  (remembers that debugpy is not available)
+    finally:
+        if saved is _MISSING:
+            del sys.modules["debugpy"]
+        else:
+            sys.modules["debugpy"] = saved
+
+
+_MISSING = object()
 
 
 class _Server:
@@ -180,9 +114,12 @@ class _Server:
         for name in [m for r in roles for m in _WARM[r] if m not in self.imported]:
             self.imported.add(name)
             try:
-                importlib.import_module(name)
+                if name == "ipykernel.debugger":
+                    _kernels_without_debugger()
+                else:
+                    importlib.import_module(name)
             except ImportError:
-                pass  # optional ones (numpy, the debugger) may be missing
+                pass  # optional ones (numpy) may be missing
             if role is None:
                 return True
         return role is not None
@@ -228,7 +165,7 @@ class _Server:
         pid = os.fork()
         if pid == 0:  # the child
             if ours is not None:
-                os.close(ours.fileno())  # the object stays referenced by this frame: never closed twice
+                os.close(ours.detach())
             self._become_child(request.get("output"))
             _run_role(request, theirs)  # never returns
         self.children.add(pid)
@@ -239,22 +176,20 @@ class _Server:
         return pid
 
     def _become_child(self, output: str | None) -> None:
-        """Drop the server's signal handler and descriptors; output to the process's log."""
+        """Drop the server's signal handler and descriptors (the child's copies: the server
+        keeps its own); input from nowhere, output to the process's log (or nowhere)."""
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         os.setsid()  # like ipyparallel's launchers: a signal to the owner's group spares it
-        for fd in [self.selector.fileno(), *self.engines]:
-            try:
-                os.close(fd)  # the objects stay referenced by our frames: never closed twice
-            except OSError:
-                pass
-        null = os.open(os.devnull, os.O_RDONLY)
+        self.selector.close()
+        for sock, _ in self.engines.values():
+            os.close(sock.detach())
+        null = os.open(os.devnull, os.O_RDWR)
+        log = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600) if output else null
         os.dup2(null, 0)
-        os.close(null)
-        if output:
-            log = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            os.dup2(log, 1)
-            os.dup2(log, 2)
-            os.close(log)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        for fd in {null, log}:
+            os.close(fd)
 
     def _nanny_request(self, sock: socket.socket) -> None:
         try:
@@ -324,7 +259,7 @@ def _run_role(request: dict[str, Any], nanny_socket: socket.socket | None) -> No
         code = exc.code
     except BaseException:
         traceback.print_exc()
-    _exit(code)
+    raise _ChildDone(code)
 
 
 class _NoDatabaseWait:
@@ -398,14 +333,14 @@ def _run_nanny(kwargs: dict[str, Any], pipe_fd: int, stderr_fd: int) -> None:
         code = exc.code
     except BaseException:
         traceback.print_exc()
-    _exit(code)
+    raise _ChildDone(code)
 
 
 def _retitle(words: list[str]) -> None:
     """Show a forked process as what it became (``ps``, ``/proc/<pid>/cmdline``, psutil): the
     command line ipyparallel would have started it with, so that tools looking for its
     controllers, engines and nannies find them. Linux only (elsewhere the server's shows):
-    the text goes into the command line's own memory (``TITLE_ROOM`` made it big enough),
+    the text goes into the command line's own memory (``forks.TITLE_ROOM`` made it big enough),
     ending with a NUL before a non-NUL last byte, which tells the kernel it was rewritten."""
     try:
         with open("/proc/self/stat", "rb") as f:
@@ -422,18 +357,14 @@ def _retitle(words: list[str]) -> None:
     ctypes.memmove(start, title.ljust(size - 1, b"\0") + b" ", size)
 
 
-def _exit(code: Any) -> None:
-    """End a forked child as an interpreter would (exit handlers, flushed output), but
-    without unwinding into the server's frames."""
-    try:
-        atexit._run_exitfuncs()
-    finally:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except Exception:
-                pass
-        os._exit(code if isinstance(code, int) else (0 if code is None else 1))
+class _ChildDone(BaseException):
+    """A forked child finished being what it was forked for: it leaves the server's frames
+    and exits as its own interpreter would (exit handlers run: a controller's stop its
+    scheduler processes), with this exit status."""
+
+    def __init__(self, code: Any) -> None:
+        super().__init__(code)
+        self.code = code
 
 
 if __name__ == "__main__":

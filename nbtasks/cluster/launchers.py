@@ -112,7 +112,7 @@ def make_ipp_cluster(n: int | None, options: dict[str, Any], forks: Any = None) 
     of engines it starts. ipyparallel's options pass through; what they leave unsaid is
     chosen for where the engines run (see the module's docstring). With ``forks`` (a
     ``ForkServer``), ipyparallel's plain local launchers become forked ones (then
-    ``forkserver.server_for(cluster.cluster_id)`` is ``forks``)."""
+    ``forks.server_for(cluster.cluster_id)`` is ``forks``)."""
     import ipyparallel as ipp
     from traitlets.config import Config
 
@@ -128,13 +128,13 @@ def make_ipp_cluster(n: int | None, options: dict[str, Any], forks: Any = None) 
         config.SSHEngineSetLauncher.engines = ssh_engines(hosts, n)
     if is_local(launcher):
         config.LocalEngineSetLauncher.delay = 0
-        cluster.controller_args = LOCAL_CONTROLLER + user_controller_args  # the user's come last: they win
+        cluster.controller_args = _with_defaults(LOCAL_CONTROLLER, user_controller_args)
         _use_forks(cluster, forks)
     else:
-        cluster.controller_args = NETWORK_CONTROLLER + user_controller_args
+        cluster.controller_args = _with_defaults(NETWORK_CONTROLLER, user_controller_args)
         section = config[launcher.__name__]
         user_engine_args = section.get("engine_args") or config.EngineLauncher.get("engine_args") or []
-        section.engine_args = NETWORK_ENGINE + list(user_engine_args)
+        section.engine_args = _with_defaults(NETWORK_ENGINE, list(user_engine_args))
         if not cluster.controller_ip:
             cluster.controller_ip = _reachable_ip(launcher, config)
     # like ipyparallel: as many engines as this machine has cores, or the SSH hosts' total
@@ -142,18 +142,26 @@ def make_ipp_cluster(n: int | None, options: dict[str, Any], forks: Any = None) 
     return cluster, cluster.n
 
 
+def _with_defaults(defaults: list[str], given: list[str]) -> list[str]:
+    """Our ``--Class.option=value`` defaults that the user's arguments leave unset, then the
+    user's: a controller or engine refuses an option given twice."""
+    set_by_user = {arg.split("=", 1)[0] for arg in given if arg.startswith("--")}
+    return [arg for arg in defaults if arg.split("=", 1)[0] not in set_by_user] + list(given)
+
+
 def _use_forks(cluster: Any, forks: Any) -> None:
     """Fork the controller and engines through ``forks`` where ipyparallel's plain local
     launchers would start them (not where a profile or the options chose others)."""
     from ipyparallel.cluster.launcher import LocalControllerLauncher, LocalEngineSetLauncher
 
-    from . import forked, forkserver
+    from . import forked
+    from .forks import serve
 
     plain_engines = cluster.engine_launcher_class is LocalEngineSetLauncher
     plain_controller = cluster.controller_launcher_class is LocalControllerLauncher
     if forks is None or not (plain_engines or plain_controller):
         return
-    forkserver.serve(cluster.cluster_id, forks)
+    serve(cluster.cluster_id, forks)
     if plain_controller:
         cluster.controller_launcher_class = forked.ForkedControllerLauncher
     if plain_engines:
@@ -164,7 +172,7 @@ def _use_forks(cluster: Any, forks: Any) -> None:
 def started_here(cluster: Any) -> list[int]:
     """Pids of the controller and engine processes ``cluster`` started as our descendants
     (local engines, mpiexec, the controller): never an SSH launcher's pid, which is remote."""
-    from .forkserver import server_for
+    from .forks import server_for
 
     mine = descendants()
     launchers = [cluster.controller, server_for(cluster.cluster_id)]

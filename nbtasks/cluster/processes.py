@@ -21,11 +21,17 @@ def descendants() -> set[int]:
 
 class OwnProcesses:
     """The controller, engines and nannies we started, so that none outlives the cluster:
-    ``reap()`` when it stops, and a :class:`Guard` for when its owner dies without stopping it."""
+    ``reap()`` when it stops, and a :class:`Guard` for when its owner dies without stopping it
+    (not for those a fork server started: it stops them itself when its owner dies)."""
 
     def __init__(self) -> None:
         self._processes: list[psutil.Process] = []
         self._guard: Guard | None = None
+        self._fork_server: int | None = None
+
+    def forked_by(self, pid: int) -> None:
+        """Processes under fork server ``pid`` need no guard."""
+        self._fork_server = pid
 
     def remember(self, pids: list[int]) -> None:
         found = []
@@ -36,10 +42,19 @@ class OwnProcesses:
             except psutil.Error:
                 pass
         self._processes += found
-        if found:
+        unguarded = [p for p in found if not self._under_fork_server(p)]
+        if unguarded:
             if self._guard is None:
                 self._guard = Guard()
-            self._guard.watch([p.pid for p in found])
+            self._guard.watch([p.pid for p in unguarded])
+
+    def _under_fork_server(self, process: psutil.Process) -> bool:
+        if self._fork_server is None:
+            return False
+        try:
+            return process.pid == self._fork_server or any(p.pid == self._fork_server for p in process.parents())
+        except psutil.Error:
+            return True  # gone: nothing to guard
 
     def reap(self, grace: float = 0.5) -> None:
         """Kill those still alive ``grace`` seconds after their cluster was stopped.

@@ -34,7 +34,7 @@ def test_hosts_share_the_engines():
 def test_local_engines_keep_fast_heartbeats_and_the_users_arguments_win():
     cluster, n = make_ipp_cluster(3, {"controller_args": ["--HeartMonitor.period=250"]})
     assert n == cluster.n == 3
-    assert cluster.controller_args == LOCAL_CONTROLLER + ["--HeartMonitor.period=250"]
+    assert cluster.controller_args == [a for a in LOCAL_CONTROLLER if "period" not in a] + ["--HeartMonitor.period=250"]
     assert cluster.controller_ip == ""  # ipyparallel's default: this machine only
     assert cluster.config.LocalEngineSetLauncher.delay == 0
 
