@@ -18,11 +18,14 @@ import argparse
 import os
 import statistics
 import sys
+import shutil
 import tempfile
 import time
 from typing import Any
 
 from jupyter_client.manager import start_new_kernel
+
+from leftovers import reap_orphans  # bench/leftovers.py
 
 SETUP = """
 import time, nbtasks as nt
@@ -121,7 +124,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--units", type=int, default=100_000)
     args = parser.parse_args()
-    os.environ["IPYTHONDIR"] = tempfile.mkdtemp(prefix="nbtasks-bench-ui-")
+    ipython_dir = os.environ["IPYTHONDIR"] = tempfile.mkdtemp(prefix="nbtasks-bench-ui-")
     # the kernel's `import nbtasks` must not start a default cluster beside the one SETUP starts
     os.environ["NBTASKS_PRESTART"] = "0"
     km, kc = start_new_kernel(kernel_name="python3")
@@ -134,6 +137,8 @@ def main() -> int:
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=False)
+        orphans = reap_orphans(ipython_dir)  # the kernel's cluster stopped with it: nothing should be left
+        shutil.rmtree(ipython_dir, ignore_errors=True)
     lines = ["## nbtasks notebook UI — " + time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "",
              "| run | no display (s) | with live widget (s) | overhead | widgets opened | "
              f"widget updates (per s over the run and the {DRAIN:g} s after) |",
@@ -150,13 +155,14 @@ def main() -> int:
               f"| widget overhead < 5% (~1 s run of 100,000 units) | {rows[1]['overhead']:+.1%} | "
               f"{'PASS' if rows[1]['overhead'] < 0.05 else 'FAIL'} |",
               f"| a trivial cell answers in < 1 s during a heavy run | {worst * 1000:.0f} ms | "
-              f"{'PASS' if worst < 1.0 else 'FAIL'} |"]
+              f"{'PASS' if worst < 1.0 else 'FAIL'} |", "",
+              "Processes left behind (terminated by pid): " + ("; ".join(orphans) if orphans else "none")]
     report = "\n".join(lines)
     print(report)
     os.makedirs(os.path.join(os.path.dirname(__file__), "results"), exist_ok=True)
     with open(os.path.join(os.path.dirname(__file__), "results", "ui.md"), "w") as f:
         f.write(report + "\n")
-    return 0
+    return 1 if orphans else 0
 
 
 if __name__ == "__main__":
