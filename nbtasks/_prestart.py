@@ -61,7 +61,8 @@ def maybe_prestart(frame: FrameType | None) -> bool:
     try:
         from .cluster import forks
 
-        forks.start_spare()
+        if forks.SUPPORTED:
+            forks.start_spare()
     except Exception:  # the cluster starts without a head start
         pass
     threading.Thread(target=_prestart, name="nbtasks-prestart", daemon=True).start()

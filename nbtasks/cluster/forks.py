@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
 import tempfile
@@ -17,8 +18,12 @@ import threading
 __all__ = ["ForkServer", "ForkServerError", "forget", "serve", "server_for", "start_spare", "take"]
 
 SERVER = "nbtasks.cluster.forkserver"
+# Linux only: elsewhere there is no fork, or forking a process that imported system
+# frameworks is not safe (macOS); ipyparallel's launchers start new interpreters there.
+SUPPORTED = sys.platform.startswith("linux")
 GRACE = 2.0  # seconds the server gives what it forked between SIGTERM and SIGKILL when it stops
 TITLE_ROOM = 256  # bytes of blank command line the server starts with: room for its children's titles
+REPLY_TIMEOUT = 120.0  # seconds a fork may take to be answered (the server may still be importing)
 
 
 class ForkServerError(RuntimeError):
@@ -28,13 +33,12 @@ class ForkServerError(RuntimeError):
 class ForkServer:
     """The owner's handle on a fork server process; ``fork()`` is safe from any thread."""
 
-    def __init__(self, cwd: str | None = None) -> None:
-        env = dict(os.environ, NBTASKS_PRESTART="0", PYTHONUNBUFFERED="1",
-                   PYDEVD_DISABLE_FILE_VALIDATION="1")  # the debugger's import warns without it
+    def __init__(self) -> None:
+        env = dict(os.environ, NBTASKS_PRESTART="0", PYTHONUNBUFFERED="1")  # logs as they are written
         self._errors = tempfile.TemporaryFile()  # what the server says if it fails to start
         self._process = subprocess.Popen(
             [sys.executable, "-m", SERVER, " " * TITLE_ROOM], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=self._errors, cwd=cwd, env=env,
+            stderr=self._errors, env=env,
             start_new_session=True)  # a Ctrl-C in the owner's terminal is not for it
         self._lock = threading.Lock()
 
@@ -56,6 +60,9 @@ class ForkServer:
             try:
                 self._process.stdin.write(request.encode() + b"\n")
                 self._process.stdin.flush()
+                if not select.select([self._process.stdout], [], [], REPLY_TIMEOUT)[0]:
+                    self._process.kill()  # stuck: what it forked goes with it
+                    raise ForkServerError(f"the fork server did not answer within {REPLY_TIMEOUT:g}s")
                 line = self._process.stdout.readline()
             except (OSError, ValueError) as exc:
                 raise ForkServerError(f"the fork server is gone: {exc}{self._said()}") from exc
@@ -76,11 +83,15 @@ class ForkServer:
 
     def close(self, timeout: float = GRACE + 3) -> None:
         """Stop the server, and with it whatever it forked that is still running."""
-        with self._lock:
+        if self._lock.acquire(timeout=timeout):  # not while a fork is asked for
             try:
                 self._process.stdin.close()
             except OSError:
                 pass
+            finally:
+                self._lock.release()
+        else:
+            self._process.kill()
         try:
             self._process.wait(timeout)
         except subprocess.TimeoutExpired:

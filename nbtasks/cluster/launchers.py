@@ -103,8 +103,11 @@ def ssh_engines(hosts: Any, n: int | None) -> dict[str, int]:
 
 def forkable(options: dict[str, Any]) -> bool:
     """Whether ``Cluster(**options)`` may fork its processes: local engines, ipyparallel's
-    own controller (a profile's config may still say otherwise: ``make_ipp_cluster`` checks)."""
-    return options.get("engines") in (None, "local") and options.get("controller") is None
+    own controller (a profile's config may still say otherwise: ``make_ipp_cluster`` checks),
+    where fork servers work (``forks.SUPPORTED``)."""
+    from .forks import SUPPORTED
+
+    return SUPPORTED and options.get("engines") in (None, "local") and options.get("controller") is None
 
 
 def make_ipp_cluster(n: int | None, options: dict[str, Any], forks: Any = None) -> tuple[Any, int]:
