@@ -46,6 +46,7 @@ _NANNY_MESSAGE = 1 << 20  # the largest nanny request (pickled keyword arguments
 # -- the server ---------------------------------------------------------------------------------
 def main() -> None:
     _retitle([sys.executable, "-m", __spec__.name if __spec__ else "nbtasks.cluster.forkserver"])
+    _adopt_orphans()
     server = _Server()
     signal.signal(signal.SIGCHLD, server.reap)
     try:
@@ -214,20 +215,33 @@ class _Server:
             os.close(fd)
 
     def _end_all(self) -> None:
-        """The owner is gone (or stopped the cluster): stop everything we forked."""
+        """The owner is gone (or stopped the cluster): stop everything we forked, and what
+        they started. A process started while we looked (a controller starting its
+        schedulers) is orphaned when its parent ends, and comes to us: it ends next round."""
         from .guard import end
 
         import psutil
 
-        found: list[psutil.Process] = []
-        for pid in list(self.children):
-            try:
-                process = psutil.Process(pid)
-                found += [process, *process.children(recursive=True)]
-            except psutil.Error:
-                pass
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # psutil waits for them now
-        end(found, GRACE)
+        for _ in range(3):
+            found = psutil.Process().children(recursive=True)
+            if not found:
+                return
+            end(found, GRACE)
+
+
+def _adopt_orphans() -> None:
+    """Become the "child subreaper" of what we fork (Linux): a process whose parent ended
+    becomes our child instead of init's, so that ``_end_all`` finds it and ``reap`` waits
+    for it (a controller's schedulers, if the controller ends while it starts them)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+_PR_SET_CHILD_SUBREAPER = 36
 
 
 def _run_role(request: dict[str, Any], nanny_socket: socket.socket | None) -> None:
