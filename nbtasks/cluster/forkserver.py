@@ -253,6 +253,7 @@ def _run_role(request: dict[str, Any], nanny_socket: socket.socket | None) -> No
         os.environ.update(request["env"])
         module = "ipyparallel.controller" if request["role"] == "controller" else "ipyparallel.engine"
         _retitle([sys.executable, "-m", module, *request["argv"]])
+        _fresh_random_state()
         if request["role"] == "controller":
             from ipyparallel.controller import app
 
@@ -275,6 +276,15 @@ def _run_role(request: dict[str, Any], nanny_socket: socket.socket | None) -> No
     except BaseException:
         traceback.print_exc()
     raise _ChildDone(code)
+
+
+def _fresh_random_state() -> None:
+    """A forked child starts with its parent's random generators, so every engine would
+    draw the same numbers: Python's ``random`` reseeds itself after a fork; numpy's global
+    generator (not loaded here today, numpy loads it lazily) is reseeded if it is there."""
+    numpy_random = sys.modules.get("numpy.random")
+    if numpy_random is not None:
+        numpy_random.seed()
 
 
 class _NoDatabaseWait:
