@@ -29,7 +29,8 @@ from ..core.travel import imported_on_engines
 from .checks import check_engines
 from .dispatcher import Dispatcher
 from .errors import ClusterError, ClusterStopped, ControllerLost
-from .forks import ForkServer, forget as forget_server, server_for, take as take_fork_server
+from .forks import ForkServer, forget as forget_server, give_back as give_back_fork_server, server_for
+from .forks import take as take_fork_server
 from .launchers import check_options, forkable, launcher_name, make_ipp_cluster, started_here
 from .packages import pack
 from .processes import OwnProcesses, descendants, in_plain_thread
@@ -43,10 +44,15 @@ log = logging.getLogger("nbtasks")
 
 def _load_serializer() -> None:
     """ipyparallel imports what it may have to serialize (numpy: a tenth of a second) with
-    the first message a client sends; done ahead, it does not delay that message."""
+    the first message a client sends; done ahead, it does not delay that message. Not in
+    two threads at once: two clusters starting would both import, and one would fail."""
     from ipyparallel.serialize import can
 
-    can(None)
+    with _serializer_lock:
+        can(None)
+
+
+_serializer_lock = threading.Lock()
 
 
 class ClusterState(str, enum.Enum):
@@ -58,6 +64,7 @@ class ClusterState(str, enum.Enum):
 
 
 CONTROLLER_CHECK_EVERY = 0.5  # seconds between two looks at our controller's process
+ABORT_WAIT = 2.0  # seconds stop() waits for a start it cut short to give up
 
 _C = ClusterState
 _CLUSTER_MOVES = {
@@ -120,6 +127,7 @@ class Cluster:
         self._used = False  # asked for (by a submit, share, sync...): a prestarted one is kept
         self._unreported = False  # failed where no one saw it (a prestart): the next user is told
         self._stopping = False  # stop() was called: a start under way gives up
+        self._abandoned = False  # stop() cut a start short and left it to fail by itself
         self._controller_checked = 0.0  # when lost() last looked at the controller process
         self._dispatcher = Dispatcher(self)
 
@@ -162,13 +170,21 @@ class Cluster:
     @classmethod
     def _free_cores(cls, starting: "Cluster") -> None:
         """Another local cluster starts: a prestarted default cluster no one used yet would
-        only take cores from it, so it stops (in the background), and is forgotten."""
+        only take cores from it, so it stops (in the background), and is forgotten. If it
+        was up, the new cluster gets its fork server, warm."""
         with cls._default_lock:
             unused = cls._default
             if unused is None or unused is starting or not unused._prestarted or unused._used:
                 return
             cls._default = None
         log.info("nbtasks: stopping the prestarted default cluster, unused: %r starts", starting)
+        with unused._stop_lock:
+            forks = unused._forks
+            if unused.state is ClusterState.RUNNING and forks is not None:
+                unused._forks = None  # its stop ends its processes, not the fork server
+                unused._processes.forget(forks.pid)
+                forget_server(unused._ipp.cluster_id)
+                give_back_fork_server(forks)
         threading.Thread(target=unused.stop, name="nbtasks-stop-unused", daemon=True).start()
 
     @classmethod
@@ -257,9 +273,14 @@ class Cluster:
 
     def _start_owned(self) -> None:
         atexit.register(self.stop)
+        if self._stopping:
+            raise ClusterStopped(f"{self!r} was stopped before it started")
         if forkable(self.ipp_options):  # first: it imports ipyparallel while we do
             self._forks = take_fork_server()
         self._ipp, self.n = make_ipp_cluster(self._n_asked, self.ipp_options, self._forks)
+        # a start cut short by stop() (an unused prestart, a prestart at exit) makes ipyparallel
+        # warn that the processes it started stopped: expected then, so not shown
+        self._ipp.log.addFilter(lambda record: not self._stopping)
         if self._forks is not None and server_for(self._ipp.cluster_id) is not self._forks:
             self._close_forks()  # a profile chose other launchers
         if self._forks is not None:
@@ -272,6 +293,8 @@ class Cluster:
         # own engine progress bar in a notebook, stuck at 0% in any saved output
         self._ipp.start_cluster_sync()
         self._processes.remember(started_here(self._ipp))  # from now on, they die with this process
+        if self._stopping:
+            raise ClusterStopped(f"{self!r} was stopped while it started")
         self.client = self._ipp.connect_client_sync()
         _load_serializer()  # while the engines register
         self._wait_for_engines(self.n, self.engine_timeout)
@@ -425,14 +448,20 @@ class Cluster:
         """Fail unfinished runs, close the client, stop engines nbtasks started. Safe from
         any thread; a start under way (a prestart at exit) is cut short first."""
         with self._stop_lock:
-            if self.state is ClusterState.STOPPED:
+            if self.state is ClusterState.STOPPED or self._abandoned:
                 return
             self._stopping = True  # a start under way gives up at its next step
             forks = self._forks
             if self.state is ClusterState.STARTING and forks is not None:
-                forks.close()  # its processes end, so a start waiting for them fails now
-            with self._start_lock:
-                pass  # the start under way, if any, ended
+                forks.close()  # its processes end, so a start waiting for them fails soon
+                # ... or within ipyparallel's own timeouts (a client waits 10 s for a controller
+                # that is gone): nothing is left to stop, so the start fails in the background
+                if not self._start_lock.acquire(timeout=ABORT_WAIT):
+                    self._abandoned = True
+                    return
+            else:
+                self._start_lock.acquire()  # the start under way, if any, ends first
+            self._start_lock.release()
             self._stop_now()
 
     def _stop_now(self) -> None:

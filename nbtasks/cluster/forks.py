@@ -15,7 +15,7 @@ import sys
 import tempfile
 import threading
 
-__all__ = ["ForkServer", "ForkServerError", "forget", "serve", "server_for", "start_spare", "take"]
+__all__ = ["ForkServer", "ForkServerError", "forget", "give_back", "serve", "server_for", "start_spare", "take"]
 
 SERVER = "nbtasks.cluster.forkserver"
 # Linux only: elsewhere there is no fork, or forking a process that imported system
@@ -34,6 +34,7 @@ class ForkServer:
     """The owner's handle on a fork server process; ``fork()`` is safe from any thread."""
 
     def __init__(self) -> None:
+        self._started_in = (os.getcwd(), dict(os.environ))
         env = dict(os.environ, NBTASKS_PRESTART="0", PYTHONUNBUFFERED="1")  # logs as they are written
         self._errors = tempfile.TemporaryFile()  # what the server says if it fails to start
         self._process = subprocess.Popen(
@@ -46,8 +47,11 @@ class ForkServer:
     def pid(self) -> int:
         return self._process.pid
 
-    def alive(self) -> bool:
-        return self._process.poll() is None
+    def fits_here(self) -> bool:
+        """Alive, and started in this directory and environment (what it imported may have
+        read them): what it forks now is what a new interpreter would be."""
+        cwd, env = self._started_in
+        return self._process.poll() is None and cwd == os.getcwd() and env == os.environ
 
     def fork(self, role: str, argv: list[str], env: dict[str, str], cwd: str, output: str,
              connection_file: str | None = None, wait: float = 60.0) -> int:
@@ -102,7 +106,7 @@ class ForkServer:
 
 
 _servers: dict[str, ForkServer] = {}  # cluster id -> the fork server its launchers use (forked.py)
-_spare: tuple[ForkServer, str, dict[str, str]] | None = None  # started ahead, with its cwd and environment
+_spare: ForkServer | None = None  # a warm one, for the next local cluster
 _spare_lock = threading.Lock()
 
 
@@ -112,20 +116,27 @@ def start_spare() -> None:
     global _spare
     with _spare_lock:
         if _spare is None:
-            _spare = (ForkServer(), os.getcwd(), dict(os.environ))
+            _spare = ForkServer()
+
+
+def give_back(server: ForkServer) -> None:
+    """A cluster that stops hands its fork server to the next one (``take``), warm."""
+    global _spare
+    with _spare_lock:
+        server, _spare = _spare, server
+    if server is not None:
+        server.close()
 
 
 def take() -> ForkServer:
-    """The spare fork server if it was started in this directory and environment (what
-    it imported may have read them), else a new one."""
+    """The spare fork server if it fits here (``ForkServer.fits_here``), else a new one."""
     global _spare
     with _spare_lock:
         spare, _spare = _spare, None
     if spare is not None:
-        server, cwd, env = spare
-        if cwd == os.getcwd() and env == os.environ and server.alive():
-            return server
-        server.close()
+        if spare.fits_here():
+            return spare
+        spare.close()
     return ForkServer()
 
 

@@ -48,6 +48,10 @@ class OwnProcesses:
                 self._guard = Guard()
             self._guard.watch([p.pid for p in unguarded])
 
+    def forget(self, pid: int) -> None:
+        """Not ours to stop any more (a fork server handed to another cluster)."""
+        self._processes = [p for p in self._processes if p.pid != pid]
+
     def _under_fork_server(self, process: psutil.Process) -> bool:
         if self._fork_server is None:
             return False

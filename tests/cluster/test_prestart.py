@@ -280,6 +280,33 @@ print(json.dumps(nt.Cluster.default().state.value))
     assert_all_gone(env)
 
 
+def test_the_users_own_cluster_gets_the_warm_fork_server_of_an_unused_prestarted_one(env):
+    [prestarted_server, own_server, left] = run('''
+import json, time
+import psutil
+import nbtasks as nt
+from nbtasks.cluster.cluster import Cluster
+
+deadline = time.monotonic() + 60
+while getattr(Cluster._default, "state", None) is not nt.cluster.ClusterState.RUNNING \\
+        and time.monotonic() < deadline:  # (not default(): that is a use)
+    time.sleep(0.02)
+def engines():
+    return [p for p in psutil.Process().children(recursive=True) if "ipyparallel.engine" in p.cmdline()]
+prestarted = engines()
+print(json.dumps(prestarted[0].ppid()))
+with nt.Cluster(n=1) as own:
+    assert nt.task(abs).run(-2, cluster=own, progress=False) == 2
+    print(json.dumps(psutil.Process(own.engine_info[own.engines[0]]["pid"]).ppid()))
+    deadline = time.monotonic() + 20
+    while any(p.is_running() and p.status() != "zombie" for p in prestarted) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    print(json.dumps([p.pid for p in prestarted if p.is_running() and p.status() != "zombie"]))
+''', env)
+    assert own_server == prestarted_server and left == []
+    assert_all_gone(env)
+
+
 def test_an_unused_prestarted_cluster_makes_way_for_the_users_own(env):
     [prestarted, own, default] = run('''
 import json, os, time
