@@ -10,8 +10,9 @@ It starts only where someone is about to use it: nbtasks imported by the main pr
   a library), or ``python -m nbtasks.<tool>``,
 - when ``$NBTASKS_PRESTART`` is ``0`` (or ``false``, ``no``, ``off``).
 
-Importing stays instant: this module only looks at the importing frame, and a thread
-does the rest. A failed start is raised by the first use of the default cluster.
+Importing stays instant: this module looks at the importing frame and starts a fork
+server (``cluster/forks.py``: a few milliseconds), a thread does the rest. A failed start
+is raised by the first use of the default cluster.
 """
 
 from __future__ import annotations
