@@ -4,9 +4,9 @@ Each round submits a run of units that each sleep a little and return their
 input, kills a random engine (SIGKILL) at a random moment while it runs, and
 checks the result against the serial one. The local cluster replaces dead
 engines, so it keeps its size. Prints runs completed, units lost (must be 0),
-units re-queued, units that ran to completion twice (only a unit that finished
-in the instant before the kill, its result still in the dead engine's socket,
-should), and for each kill how long until the cluster had its full size again.
+units re-queued, units that ran to completion twice (only units the killed
+engine finished in its last 0.2 s, not yet sent back, should), and for each
+kill how long until the cluster had its full size again.
 Every round runs with ``cache=False``: the same units again, not the stored ones.
 
 Run: ``.venv/bin/python bench/chaos.py [--rounds N]`` (not part of ``make bench``:
