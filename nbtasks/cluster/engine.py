@@ -136,29 +136,6 @@ def _drop_unread_debug_logs() -> None:
         logger.setLevel(min(taken))
 
 
-def _announce_idle_only() -> None:
-    """ipykernel publishes "busy" before each request and "idle" after it. ipyparallel's
-    client waits only for "idle" (a request's output is complete); "busy" is for Jupyter
-    frontends, which do not watch engines. Each such message costs the engine, the
-    controller and the client CPU that units could use (~0.5 ms of an engine's ~1.9 ms
-    per chunk here), so engines running nbtasks chunks leave it out."""
-    from ipykernel.kernelbase import Kernel
-
-    if not Kernel.initialized():
-        return
-    kernel = Kernel.instance()
-    publish = getattr(kernel, "_publish_status", None)
-    if publish is None or getattr(publish, "idle_only", False):
-        return
-
-    def publish_status(status: str, *args: Any, **kwargs: Any) -> None:
-        if status != "busy":
-            publish(status, *args, **kwargs)
-
-    publish_status.idle_only = True  # type: ignore[attr-defined]
-    kernel._publish_status = publish_status
-
-
 _settled = [False]
 
 
@@ -168,7 +145,6 @@ def run_chunk(token: str, task_blob: bytes, first_index: int, budget: float | No
     if not _settled[0]:
         _settled[0] = True
         _drop_unread_debug_logs()
-        _announce_idle_only()
     _progress.set_reporter(_publish_progress)
     task, mode, params, extra, origins = _task_for(token, task_blob)
     inputs = Pickled.from_wire(inputs_wire).loads()
