@@ -24,6 +24,7 @@ checks on each engine).
 from __future__ import annotations
 
 import dis
+import functools
 import importlib.util
 import inspect
 import itertools
@@ -190,20 +191,30 @@ def _imports(fn: types.FunctionType) -> Iterable[str]:
     """The absolute names a function's body imports (``from . import x`` resolved against
     its package)."""
     package = fn.__globals__.get("__package__") or ""
-    for inner in codes_of(fn.__code__):
+    for level, name in _imported_names(fn.__code__):
+        if level == 0:
+            yield name
+        elif package:
+            try:
+                yield importlib.util.resolve_name("." * level + name, package)
+            except ImportError:  # beyond the top-level package
+                pass
+
+
+@functools.lru_cache(maxsize=4096)
+def _imported_names(code: types.CodeType) -> tuple[tuple[int, str], ...]:
+    """(level, name) of each import in ``code`` and the code nested in it. Bytecode does not
+    change, so each is read once: reading it is most of what a submit costs the dispatcher."""
+    found = []
+    for inner in codes_of(code):
         consts: list[Any] = [None, None]
         for instruction in dis.get_instructions(inner):
             if instruction.opname == "LOAD_CONST":
                 consts = [consts[1], instruction.argval]
             elif instruction.opname == "IMPORT_NAME" and isinstance(instruction.argval, str):
                 level = consts[0] if isinstance(consts[0], int) else 0  # LOAD_CONST level, fromlist
-                if level == 0:
-                    yield instruction.argval
-                elif package:
-                    try:
-                        yield importlib.util.resolve_name("." * level + instruction.argval, package)
-                    except ImportError:  # beyond the top-level package
-                        pass
+                found.append((level, instruction.argval))
+    return tuple(found)
 
 
 def _values(values: Iterable[Any]) -> Iterable[Any]:
