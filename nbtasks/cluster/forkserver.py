@@ -246,8 +246,8 @@ _PR_SET_CHILD_SUBREAPER = 36
 
 def _run_role(request: dict[str, Any], nanny_socket: socket.socket | None) -> None:
     """In the forked child: become an ipyparallel controller or engine, then exit."""
-    code: Any = 1
-    try:
+
+    def role() -> None:
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
@@ -260,7 +260,6 @@ def _run_role(request: dict[str, Any], nanny_socket: socket.socket | None) -> No
             sys.argv = ["ipcontroller", *request["argv"]]
             app.time = _NoDatabaseWait()
             _register_hearts_at_first_pong()
-            run = app.main
         else:
             from ipyparallel.engine import app
 
@@ -268,8 +267,17 @@ def _run_role(request: dict[str, Any], nanny_socket: socket.socket | None) -> No
             if request.get("connection_file") and "IPP_CONNECTION_INFO" not in os.environ:
                 _await_file(request["connection_file"], request.get("wait") or 60.0)
             app.start_nanny = lambda **kwargs: forked_start_nanny(nanny_socket, kwargs)
-            run = app.main
-        run()
+        app.main()
+
+    _exit_after(role)
+
+
+def _exit_after(main: Any) -> None:
+    """In a forked child: run ``main``, then end as an interpreter would (``SystemExit``'s
+    code; 1 and the traceback for any other exception)."""
+    code: Any = 1
+    try:
+        main()
         code = 0
     except SystemExit as exc:
         code = exc.code
@@ -362,8 +370,7 @@ def forked_start_nanny(nanny_socket: socket.socket | None, kwargs: dict[str, Any
 
 
 def _run_nanny(kwargs: dict[str, Any], pipe_fd: int, stderr_fd: int) -> None:
-    code: Any = 1
-    try:
+    def nanny() -> None:
         _retitle([sys.executable, "-m", "ipyparallel.engine.nanny"])
         os.dup2(stderr_fd, 1)
         os.dup2(stderr_fd, 2)
@@ -371,12 +378,8 @@ def _run_nanny(kwargs: dict[str, Any], pipe_fd: int, stderr_fd: int) -> None:
         from ipyparallel.engine.nanny import KernelNanny
 
         KernelNanny.main(pipe=os.fdopen(pipe_fd, "w", buffering=1), **kwargs)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    except BaseException:
-        traceback.print_exc()
-    raise _ChildDone(code)
+
+    _exit_after(nanny)
 
 
 def _retitle(words: list[str]) -> None:
