@@ -159,7 +159,7 @@ class Evaluation:
         store = self.run.store
         if store is not None:
             req.key = store.key(req)
-            if req.key is not None and self.run.cache:
+            if req.key is not None and self.run.cache and node.task.cache:
                 self._reuse(req, store.reuse(req.key))
         self._enqueue(req)  # a request found whole in the store completes from the backend's queue
 

@@ -72,12 +72,20 @@ class Task:
     #: limits across all runs on a cluster: units on engines at once, unit starts per window
     max_concurrent: int | None = None
     rate: tuple[int, float] | None = None  # (units, seconds)
+    #: False: its units always run, never taken from the run store (a random simulation, a
+    #: fetch of live data); they are still recorded. Set with ``@nt.task(cache=False)``.
+    cache = True
 
     def __init__(self, name: str | None = None, tag: str | None = None, *, retries: int | None = None,
                  timeout: float | None = None, max_engine_failures: int | None = None,
-                 max_concurrent: int | None = None, rate: tuple[int, float] | None = None) -> None:
+                 max_concurrent: int | None = None, rate: tuple[int, float] | None = None,
+                 cache: bool | None = None) -> None:
         self._name = name
         self._tag = tag
+        if cache is not None:
+            if not isinstance(cache, bool):
+                raise TaskDefinitionError(f"cache must be True or False, got {cache!r}")
+            self.cache = cache
         if retries is not None:
             self.retries = _whole("retries", retries, 0)
         if timeout is not None:
@@ -271,16 +279,17 @@ def task(fn: Callable) -> FunctionTask: ...
 @overload
 def task(*, name: str | None = None, tag: str | None = None, retries: int | None = None,
          timeout: float | None = None, max_engine_failures: int | None = None,
-         max_concurrent: int | None = None, rate: tuple[int, float] | None = None
-         ) -> Callable[[Callable], FunctionTask]: ...
+         max_concurrent: int | None = None, rate: tuple[int, float] | None = None,
+         cache: bool | None = None) -> Callable[[Callable], FunctionTask]: ...
 
 
 def task(fn: Callable | None = None, *, name: str | None = None, tag: str | None = None,
          retries: int | None = None, timeout: float | None = None, max_engine_failures: int | None = None,
-         max_concurrent: int | None = None, rate: tuple[int, float] | None = None):
-    """Make a function a :class:`Task`: ``@nt.task`` or ``@nt.task(name=..., retries=2, timeout=60)``."""
+         max_concurrent: int | None = None, rate: tuple[int, float] | None = None, cache: bool | None = None):
+    """Make a function a :class:`Task`: ``@nt.task`` or ``@nt.task(name=..., retries=2, timeout=60)``;
+    ``cache=False``: its units always run (see ``Task.cache``)."""
     faults = {"retries": retries, "timeout": timeout, "max_engine_failures": max_engine_failures,
-              "max_concurrent": max_concurrent, "rate": rate}
+              "max_concurrent": max_concurrent, "rate": rate, "cache": cache}
     if fn is None:
         return lambda f: FunctionTask(f, name=name, tag=tag, **faults)
     return FunctionTask(fn, name=name, tag=tag, **faults)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import time
 
 import pytest
@@ -53,6 +54,33 @@ def test_second_run_of_same_task_and_input_runs_nothing(cluster, marks, store):
     units = again.units()  # reused units keep their records: output, engine, times
     assert [u.index for u in units] == list(range(40))
     assert units[7].stdout == "unit 7\n" and units[7].result == 49 and units[7].engine is not None
+
+
+def test_a_task_that_must_always_run_runs_again_while_its_cached_neighbours_are_reused(cluster, marks, store,
+                                                                                      tmp_path):
+    """``@nt.task(cache=False)`` (a random draw): its units run on every submit and are still
+    recorded; the cacheable steps of the same composition come from the store."""
+    draws = tmp_path / "draws"
+    draws.mkdir()
+
+    @nt.task(cache=False)
+    def draw(x: int, directory: str = str(draws)) -> float:
+        open(os.path.join(directory, f"{x}.{time.monotonic_ns()}"), "w").close()
+        return x + random.random()
+
+    square = nt.task(counting(marks), name="square")
+    pipeline = nt.ParallelTask(nt.ContainerTask(square, draw))  # each unit: square, then a draw
+    first = pipeline.submit(list(range(6)), cluster=cluster, store=store, progress=False).result(60)
+    again = pipeline.submit(list(range(6)), cluster=cluster, store=store, progress=False)
+    second = again.result(60)
+    assert executions(marks) == 6  # the squares ran once
+    assert len(os.listdir(draws)) == 12  # the draws ran both times
+    assert first != second and [int(v) for v in second] == [x * x for x in range(6)]
+    assert again.reused == 6
+    recorded = {u.task: u for u in again.units()}
+    assert recorded["draw"].result == second[recorded["draw"].index]  # recorded though never reused
+    with pytest.raises(nt.TaskDefinitionError, match="cache must be True or False"):
+        nt.task(cache="no")(abs)
 
 
 def test_cache_false_changed_parameters_or_input_run_again(cluster, marks, store):
