@@ -139,3 +139,14 @@ def purge(client: Any) -> None:
     """Forget finished results between repeats, as a long-lived ipyparallel user must."""
     client.purge_local_results("all")
     client.history.clear()
+
+
+def no_numbers(r: Result, label: str, empty_cells: int, lines: list[str]) -> bool:
+    """True when a peer's result has no numbers for a table: not run (no row), or failed (a
+    row with the first line of its error, then ``empty_cells`` empty cells)."""
+    if r.get("error") == "not run":
+        return True
+    if "error" in r:
+        lines.append(f"| {label} | {r['error'].splitlines()[0][:60]} |" + " |" * empty_cells)
+        return True
+    return False

@@ -34,6 +34,7 @@ from common import (
     dask_client,
     ipp_cluster,
     nbtasks_cluster,
+    no_numbers,
     peak_mb,
     registrar,
     square,
@@ -182,10 +183,7 @@ def cold_table(results: dict[str, Result], args: argparse.Namespace) -> list[str
     for name in COLD_PLAN:
         r = results[name]
         label = COLD_LABELS[name]
-        if r.get("error") == "not run":
-            continue
-        if "error" in r:
-            lines.append(f"| {label} | {r['error'].splitlines()[0][:60]} | | | |")
+        if no_numbers(r, label, 3, lines):
             continue
         every = ", ".join(f"{t:.2f}" for t in r["times"]) + (f" ({r['failed']} failed)" if r["failed"] else "")
         versus = "—" if name == "cold-nbtasks" or "error" in ours else f"{ours['best'] / r['best']:.2f}x"
@@ -204,10 +202,7 @@ def rtt_table(results: dict[str, Result], args: argparse.Namespace) -> list[str]
              "|---|---:|---:|---:|---:|"]
     for label, name, key in RTT_ROWS:
         r = results[name]
-        if r.get("error") == "not run":
-            continue
-        if "error" in r:
-            lines.append(f"| {label} | {r['error'].splitlines()[0][:60]} | | | |")
+        if no_numbers(r, label, 3, lines):
             continue
         t = r[key]
         versus = "—" if key == "nbtasks" else "n/a" if ours is None else f"{ours['median'] / t['median']:.2f}x"

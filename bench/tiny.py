@@ -26,6 +26,7 @@ from common import (
     Worker,
     ipp_cluster,
     nbtasks_cluster,
+    no_numbers,
     noop,
     peak_mb,
     purge,
@@ -154,10 +155,7 @@ def table(results: dict[str, Result], args: argparse.Namespace) -> list[str]:
              "|---|---:|---:|---:|---:|---:|---:|"]
     for label, key in peers:
         r = results[key]
-        if r.get("error") == "not run":
-            continue
-        if "error" in r:
-            lines.append(f"| {label} | error | | | | | |")
+        if no_numbers(r, label, 5, lines):
             continue
         partial = r["units"] < args.units
         peak_text = f"{r['peak_mb']:,.0f}" + (f" (at {r['units']:,} units)" if partial else "")

@@ -273,8 +273,7 @@ class Cluster:
 
     def _start_owned(self) -> None:
         atexit.register(self.stop)
-        if self._stopping:
-            raise ClusterStopped(f"{self!r} was stopped before it started")
+        self._give_up_if_stopping("before it started")
         if forkable(self.ipp_options):  # first: it imports ipyparallel while we do
             self._forks = take_fork_server()
         self._ipp, self.n = make_ipp_cluster(self._n_asked, self.ipp_options, self._forks)
@@ -287,18 +286,21 @@ class Cluster:
             self._processes.forked_by(self._forks.pid)
         self._replacements = Replacements(
             self._ipp, lambda: self.state is ClusterState.RUNNING and not self._dispatcher.stopped)
-        if self._stopping:
-            raise ClusterStopped(f"{self!r} was stopped while it started")
+        self._give_up_if_stopping("while it started")
         # start and connect separately: start_and_connect_sync would draw ipyparallel's
         # own engine progress bar in a notebook, stuck at 0% in any saved output
         self._ipp.start_cluster_sync()
         self._processes.remember(started_here(self._ipp))  # from now on, they die with this process
-        if self._stopping:
-            raise ClusterStopped(f"{self!r} was stopped while it started")
+        self._give_up_if_stopping("while it started")
         self.client = self._ipp.connect_client_sync()
         _load_serializer()  # while the engines register
         self._wait_for_engines(self.n, self.engine_timeout)
         self._check_engines(self.client.ids)
+
+    def _give_up_if_stopping(self, when: str) -> None:
+        """A start cut short by ``stop()`` gives up at its next step."""
+        if self._stopping:
+            raise ClusterStopped(f"{self!r} was stopped {when}")
 
     def _wait_for_engines(self, n: int, timeout: float) -> None:
         try:

@@ -9,6 +9,7 @@ are built on those frames' memory, writable, without a copy (``core/serialize.py
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import time
 from typing import Any
@@ -136,15 +137,16 @@ def _drop_unread_debug_logs() -> None:
         logger.setLevel(min(taken))
 
 
-_settled = [False]
+@functools.cache
+def _settle() -> None:
+    """Once per engine, at its first chunk."""
+    _drop_unread_debug_logs()
 
 
 def run_chunk(token: str, task_blob: bytes, first_index: int, budget: float | None, *inputs_wire: Any) -> tuple:
     """Run a chunk's units; ``inputs_wire``: their inputs as ``Pickled.wire()`` items;
     ``budget``: seconds after which to stop (a probe's). Returns the outcome the same way."""
-    if not _settled[0]:
-        _settled[0] = True
-        _drop_unread_debug_logs()
+    _settle()
     _progress.set_reporter(_publish_progress)
     task, mode, params, extra, origins = _task_for(token, task_blob)
     inputs = Pickled.from_wire(inputs_wire).loads()

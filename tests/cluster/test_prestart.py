@@ -292,7 +292,14 @@ while getattr(Cluster._default, "state", None) is not nt.cluster.ClusterState.RU
         and time.monotonic() < deadline:  # (not default(): that is a use)
     time.sleep(0.02)
 def engines():
-    return [p for p in psutil.Process().children(recursive=True) if "ipyparallel.engine" in p.cmdline()]
+    found = []
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if "ipyparallel.engine" in p.cmdline():
+                found.append(p)
+        except psutil.Error:  # it ended while we looked
+            pass
+    return found
 prestarted = engines()
 print(json.dumps(prestarted[0].ppid()))
 with nt.Cluster(n=1) as own:
@@ -314,8 +321,14 @@ import psutil
 import nbtasks as nt
 
 def engines():
-    return sorted(p.pid for p in psutil.Process().children(recursive=True)
-                  if "ipyparallel.engine" in p.cmdline())
+    found = []
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if "ipyparallel.engine" in p.cmdline():
+                found.append(p.pid)
+        except psutil.Error:  # it ended while we looked (the prestarted ones are stopping)
+            pass
+    return sorted(found)
 
 deadline = time.monotonic() + 60
 while len(engines()) < os.cpu_count() and time.monotonic() < deadline:
