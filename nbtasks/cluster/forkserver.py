@@ -90,6 +90,7 @@ _MISSING = object()
 
 class _Server:
     def __init__(self) -> None:
+        self.pid = os.getpid()
         self.children: set[int] = set()
         self.selector = selectors.DefaultSelector()
         self.engines: dict[int, tuple[socket.socket, int]] = {}  # socket fd -> (socket, engine pid)
@@ -126,19 +127,25 @@ class _Server:
         return role is not None
 
     def serve(self) -> None:
+        """Fork what the owner asks for until it is gone, then end everything forked. Also
+        when serving fails: the owner killed while a fork was under way makes the reply a
+        write to a closed pipe (BrokenPipeError), and nothing forked may outlive us."""
         self.selector.register(0, selectors.EVENT_READ, "owner")
         warming = True
-        while True:
-            ready = self.selector.select(0 if warming else None)
-            if not ready and warming:
-                warming = self.warm()
-            for key, _ in ready:
-                if key.data == "owner":
-                    if not self._owner_readable():
-                        self._end_all()
-                        return
-                else:
-                    self._nanny_request(key.fileobj)
+        try:
+            while True:
+                ready = self.selector.select(0 if warming else None)
+                if not ready and warming:
+                    warming = self.warm()
+                for key, _ in ready:
+                    if key.data == "owner":
+                        if not self._owner_readable():
+                            return
+                    else:
+                        self._nanny_request(key.fileobj)
+        finally:
+            if os.getpid() == self.pid:  # not in a forked child leaving the server's code
+                self._end_all()
 
     def _owner_readable(self) -> bool:
         chunk = os.read(0, 65536)

@@ -58,3 +58,37 @@ def test_a_killed_forked_engine_is_noticed_at_once_and_replaced(cluster):
     assert nt.ParallelTask(abs).run([-1, -2, -3], cluster=cluster, progress=False, timeout=60) == [1, 2, 3]
     wait_until(lambda: len(set(cluster.engines) - before) == 1 and len(cluster.engines) == 2, 60,
                "a replacement engine joined")
+
+
+def test_an_owner_gone_before_the_answer_to_a_fork_leaves_nothing_forked(tmp_path):
+    """The owner killed while a fork is under way: the fork server's answer goes to a closed
+    pipe. It must still end what it forked (an engine waiting for its controller), not die
+    and leave it to init."""
+    import json
+
+    from nbtasks.cluster.forks import ForkServer
+
+    server = ForkServer()
+    owner_side = server._process
+    request = {"role": "engine", "argv": [], "env": dict(os.environ), "cwd": str(tmp_path),
+               "output": str(tmp_path / "engine.log"), "connection_file": str(tmp_path / "never.json"),
+               "wait": 60}
+
+    def forked_engines():
+        found = []
+        for p in psutil.process_iter(["cmdline", "cwd"]):
+            if "ipyparallel.engine" in (p.info["cmdline"] or []) and p.info["cwd"] == str(tmp_path):
+                found.append(p)
+        return found
+
+    owner_side.stdout.close()  # the owner never reads the answer
+    owner_side.stdin.write(json.dumps(request).encode() + b"\n")
+    owner_side.stdin.flush()
+    try:
+        wait_until(lambda: owner_side.poll() is not None, 30, "the fork server to end on its closed pipe")
+        wait_until(lambda: not [p for p in forked_engines() if p.status() != psutil.STATUS_ZOMBIE], 15,
+                   "what it forked to end")
+    finally:
+        for p in forked_engines():
+            p.kill()
+        owner_side.stdin.close()
