@@ -26,7 +26,10 @@ def test_a_point_counts_requests_messages_and_rows_and_stops_its_cluster():
     one, ten = point["peers"]["ipp-map-1"], point["peers"]["ipp-map-10"]
     assert (one["requests"], one["iopub"]["status"]) == (20, 40)
     assert (ten["requests"], ten["iopub"]["status"]) == (2, 4)
-    assert run["cpu"]["hub"] > 0 and run["cpu"]["engines"] > 0 and run["log_bytes"] > 0
+    # CPU is counted (psutil: in 10 ms ticks, so one short sample may read 0; all of them may not)
+    samples = [run, *point["peers"].values()]
+    assert sum(s["cpu"]["hub"] for s in samples) > 0 and sum(s["cpu"]["engines"] for s in samples) > 0
+    assert run["log_bytes"] > 0
 
     deadline = time.monotonic() + 10
     while watch.cluster_processes(point["cluster_id"]) and time.monotonic() < deadline:
