@@ -2,8 +2,10 @@
 
 One row per run, per finished *part* of a chunk (a stretch of units that ran
 together; done units are derived from it, so 100,000 units cost a few hundred
-rows), per failed unit, per result blob and per cluster. A file that is not
-an nbtasks store (corrupt, foreign, newer) is moved aside, never deleted.
+rows), per failed unit, per result blob, per cluster and per *leaf* (a task's
+code, parameters and shared values as one run used them, so a later run can
+say what changed). A file that is not an nbtasks store (corrupt, foreign,
+newer) is moved aside, never deleted; an older one gains the newer columns.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ __all__ = ["SCHEMA_VERSION", "connect", "open_database", "not_a_store", "StoreDa
 log = logging.getLogger("nbtasks")
 
 APP = "nbtasks"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -45,14 +47,17 @@ CREATE TABLE IF NOT EXISTS runs (
     ended REAL,
     updated REAL NOT NULL,         -- the kernel's last write: a stale live run lost its kernel
     cancel_requested REAL,         -- set by the server; the kernel cancels the run
-    cancel_reason TEXT
+    cancel_reason TEXT,
+    result_blob INTEGER,           -- the run's result (a finished run), pickled in blobs
+    explain TEXT                   -- JSON: per task, units reused and why the others ran
 );
 CREATE INDEX IF NOT EXISTS runs_by_time ON runs (submitted);
 CREATE TABLE IF NOT EXISTS blobs (
     id INTEGER PRIMARY KEY,
     size INTEGER NOT NULL,
     data BLOB,                     -- the pickled chunk outcome, or NULL when in a file
-    path TEXT                      -- file name in the results folder beside the database
+    path TEXT,                     -- file name in the results folder beside the database
+    dropped REAL                   -- when housekeeping removed its data (its records stay)
 );
 CREATE TABLE IF NOT EXISTS parts (
     id INTEGER PRIMARY KEY,
@@ -60,6 +65,8 @@ CREATE TABLE IF NOT EXISTS parts (
     node INTEGER NOT NULL,
     task TEXT NOT NULL,
     request_key TEXT NOT NULL,     -- task code + parameters + the request's inputs
+    leaf_key TEXT,                 -- task code + parameters + shared values (leaves.key)
+    unit_keys BLOB,                -- 8 bytes per unit of [start, stop): a digest of its input
     request_seq INTEGER NOT NULL,
     start INTEGER NOT NULL,        -- units [start, stop) of the request
     stop INTEGER NOT NULL,
@@ -80,6 +87,14 @@ CREATE TABLE IF NOT EXISTS parts (
 );
 CREATE INDEX IF NOT EXISTS parts_by_key ON parts (request_key);
 CREATE INDEX IF NOT EXISTS parts_by_run ON parts (run, node, request_seq, start);
+CREATE INDEX IF NOT EXISTS parts_by_leaf ON parts (leaf_key);
+CREATE TABLE IF NOT EXISTS leaves (
+    key TEXT PRIMARY KEY,
+    task TEXT NOT NULL,            -- the task's name in its tree
+    parts TEXT NOT NULL,           -- JSON: digests of code (per function), parameters, shared values
+    seen REAL NOT NULL             -- when a run last used it
+);
+CREATE INDEX IF NOT EXISTS leaves_by_task ON leaves (task, seen);
 CREATE TABLE IF NOT EXISTS failures (
     id INTEGER PRIMARY KEY,
     run TEXT NOT NULL,
@@ -211,8 +226,27 @@ def _set_aside(path: str, why: str) -> str:
     return aside
 
 
+#: columns added after schema 1, as (table, column, declaration): a store made by an
+#: older nbtasks gains them when it is opened for writing
+ADDED = [
+    ("runs", "result_blob", "INTEGER"),
+    ("runs", "explain", "TEXT"),
+    ("blobs", "dropped", "REAL"),
+    ("parts", "leaf_key", "TEXT"),
+    ("parts", "unit_keys", "BLOB"),
+]
+
+
+def _add_columns(conn: sqlite3.Connection) -> None:
+    for table, column, declaration in ADDED:
+        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if have and column not in have:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+
+
 def _create(conn: sqlite3.Connection) -> None:
     with conn:
+        _add_columns(conn)  # before TABLES: its indexes may name the new columns
         conn.executescript(TABLES)
         conn.execute("INSERT OR IGNORE INTO meta VALUES ('app', ?)", (APP,))
         conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))

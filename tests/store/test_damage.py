@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import pathlib
 import shutil
 import sqlite3
 import subprocess
@@ -190,3 +191,20 @@ def test_reader_reads_no_store_as_empty_and_raises_when_it_cannot_read(tmp_path,
             reader.runs()
     else:
         assert reader.runs()["total"] == 0 and reader.clusters() == [] and reader.run("0123456789ab") is None
+
+
+def test_a_store_of_an_older_schema_keeps_its_runs_and_gains_the_new_columns(cluster, tmp_path):
+    """A user's months of results survive an upgrade of nbtasks."""
+    path = tmp_path / "runs.db"
+    old_tables = (pathlib.Path(__file__).parent / "schema1.sql").read_text()  # as nbtasks made it then
+    with sqlite3.connect(path) as old:
+        old.executescript(old_tables)
+        old.execute("INSERT INTO meta VALUES ('app', 'nbtasks'), ('schema', '1')")
+        old.execute("INSERT INTO runs (id, name, params, tree, counts, state, submitted, updated) "
+                    "VALUES ('0123456789ab', 'before', '{}', '{}', '{}', 'done', 1.0, 1.0)")
+    assert squares(cluster, str(path)) == [x * x for x in range(20)]
+    Store.at(str(path)).flush()
+    assert len({run["name"] for run in StoreReader(str(path)).runs()["runs"]} - {"before"}) == 1
+    with sqlite3.connect(path) as new:
+        assert dict(new.execute("SELECT key, value FROM meta"))["schema"] == str(schema.SCHEMA_VERSION)
+        assert {"leaf_key", "unit_keys"} <= {row[1] for row in new.execute("PRAGMA table_info(parts)")}
