@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import logging
 import threading
 import time
 import uuid
-from typing import Any, Iterator, Mapping, Protocol
+from typing import Any, Callable, Iterator, Mapping, Protocol
 
 from .errors import UnitError
 from .hooks import hooks
@@ -31,6 +32,8 @@ from .states import COUNTS, RunState, UnitState, check_transition
 from .task import NOTHING, Task
 
 __all__ = ["Run", "Backend", "Recorder", "start_run"]
+
+log = logging.getLogger("nbtasks")
 
 ON_ERROR = ("raise", "continue")
 
@@ -99,6 +102,9 @@ class Run(cf.Future):
         self.store: Recorder | None = store
         self.cache = cache  # False: run every unit even if the store has it
         self.reused = 0  # units taken from the store instead of running
+        self._error: BaseException | None = None  # what report_error was given; read while FAILED
+        #: called once when the run ends, before result()/wait() return (see ``on_end``)
+        self._end_observers: list[Callable[["Run"], None]] = []
 
     # -- state ---------------------------------------------------------------
     @property
@@ -127,14 +133,19 @@ class Run(cf.Future):
     def report_result(self, result: Any) -> None:
         """The run finished with ``result`` (ignored once it is over)."""
         if self._move(RunState.DONE):
+            self._tell_end()
             self.set_result(result)
             self._notify_progress()  # waiters see done() now
 
     def report_error(self, exc: BaseException) -> None:
         """The run failed with ``exc`` (ignored once it is over)."""
-        if self._move(RunState.FAILED):
-            self.set_exception(exc)
-            self._notify_progress()
+        with self._condition:
+            if not self._move(RunState.FAILED):
+                return
+            self._error = exc
+        self._tell_end()
+        self.set_exception(exc)
+        self._notify_progress()
 
     def report_chunk(self, chunk: ChunkRecord, payload: bytes | None = None, blob: int | None = None) -> None:
         """A finished part of a chunk (``payload``: the chunk's pickled outcome, for the
@@ -183,6 +194,25 @@ class Run(cf.Future):
                 node.units.withdraw(n)
 
     # -- for observers -----------------------------------------------------------
+    def on_end(self, observer: Callable[["Run"], None]) -> None:
+        """Call ``observer(run)`` once, when the run ends (done, failed, cancelled), on the
+        thread that ends it, after ``state`` moved and before ``result()``/``wait()`` return
+        to anyone: a view drawn there is final when the user's code goes on. ``done()`` is
+        still False then; read ``state`` and ``error``. Errors are logged, never raised.
+        Not called if the run had already ended: read the run instead."""
+        with self._condition:
+            if not self._run_state.finished:
+                self._end_observers.append(observer)
+
+    def _tell_end(self) -> None:
+        with self._condition:
+            observers, self._end_observers = self._end_observers, []
+        for observer in observers:
+            try:
+                observer(self)
+            except Exception:  # a broken view must not keep the run from ending
+                log.exception("nbtasks: an observer of run %s's end failed", self.id)
+
     def chunks_since(self, seen: int) -> list[ChunkRecord]:
         """Chunk records that finished after the first ``seen`` (completion order)."""
         with self._progress_cond:
@@ -203,9 +233,7 @@ class Run(cf.Future):
     @property
     def error(self) -> BaseException | None:
         """The exception the run finished with; None while it runs, or if it did not fail."""
-        if not self.done() or self.cancelled():
-            return None
-        return super().exception(0)
+        return self._error if self._run_state is RunState.FAILED else None
 
     def _notify_progress(self) -> None:
         with self._progress_cond:
@@ -224,6 +252,7 @@ class Run(cf.Future):
                 return False
             self.cancel_reason = reason
             self._move(RunState.CANCELLED)
+        self._tell_end()
         super().cancel()
         if self.backend is not None:
             self.backend.cancel_run(self, reason)

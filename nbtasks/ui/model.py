@@ -126,8 +126,7 @@ class RunModel:
         counts = run.counts()
         return {"name": run.task.name, "state": run.state.value, "note": run.status_note,
                 "elapsed": run.elapsed, "counts": counts, "done": run.done(),
-                "error": None if not run.done() or run.cancelled() or run.exception() is None
-                else str(run.exception()).splitlines()[0],
+                "error": None if run.error is None else (str(run.error).splitlines() or [repr(run.error)])[0],
                 "cancel_reason": run.cancel_reason, "reused": run.reused}
 
 

@@ -7,10 +7,17 @@
 
 Only the model (``RunModel``) computes; this draws. A widget is set only
 when its text changed, so an idle row costs no messages.
+
+Who draws: the ticker's thread twice a second while the run goes on, and the
+thread that ends the run once more at its end (``Run.on_end``), before
+``result()`` returns, so that the answer a cell prints never sits under a
+stale bar and a notebook executed headless records the final state before
+its cell ends. One lock per view keeps the two from drawing at once.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -119,6 +126,8 @@ class RunView:
                               *[r.box for r in self.rows.values()]], layout=self.shared.layout)
         self.widget.add_class("nbtasks-run")
         self.final = False
+        self._drawing = threading.Lock()
+        run.on_end(lambda _: self.refresh())
         self.refresh()
         if not self.final:
             ticker.watch(self)
@@ -134,9 +143,16 @@ class RunView:
         self.widget.children = children
 
     def refresh(self) -> bool:
-        if self.final:
-            return True
-        done = self.run.done()  # read first: everything drawn below is at least this recent
+        """Draw what changed; True once the view is final and needs no more refreshes."""
+        with self._drawing:
+            if not self.final:
+                self._draw()
+            return self.final
+
+    def _draw(self) -> None:
+        # the state first: everything drawn below is at least this recent (at the end of a run
+        # it has moved while done() is still False: the future is set after this draw)
+        done = self.run.state.finished
         head = self.model.headline()
         state = head["state"]
         colour = _BADGE_COLOUR.get(state, "#888")
@@ -178,4 +194,3 @@ class RunView:
             self.cancel_button.layout.display = "none"  # nothing left to cancel
             # interrupted units are counted a moment after a cancel: draw until they are
             self.final = self.run.settled or time.time() - (self.run.finished or 0) > SETTLE_TIMEOUT
-        return self.final
