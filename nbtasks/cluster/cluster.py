@@ -329,7 +329,7 @@ class Cluster:
         self.ensure_started()
         for name, value in values.items():
             _shared.put(name, value)  # a task called here, in the notebook, sees it too
-        self._shipments.share(blobs, self._checked_engines)
+        self._shipments.share(blobs, self._checked_engines, values)
 
     def unshare(self, *names: str) -> None:
         """Delete shared values, here and on every engine."""
@@ -350,9 +350,9 @@ class Cluster:
         imported_on_engines(path)
         return changed
 
-    def shared_digest(self) -> bytes:
-        """A digest of every shared value: results that read them depend on it."""
-        return self._shipments.digest()
+    def shared_digests(self) -> dict[str, bytes]:
+        """A digest of each shared value: results that read them depend on it."""
+        return self._shipments.digests()
 
     @property
     def shared(self) -> list[str]:

@@ -13,6 +13,7 @@ import hashlib
 import threading
 from typing import Any, Callable, Iterator
 
+from ..core.fingerprint import digest, holds_paths
 from ..core.serialize import Pickled
 from .engine import drop_shared, install_packages, store_shared
 from .packages import Package
@@ -29,13 +30,25 @@ class Shipments:
     def __init__(self, send: Send) -> None:
         self._send = send
         self._values: dict[str, Pickled] = {}  # name -> pickled value
+        #: name -> the digest of its pickle (taken once: a shared value never changes), or
+        #: the value itself when it holds paths (counted by the files' content when asked)
+        self._keys: dict[str, bytes | Any] = {}
         self._packages: dict[str, Package] = {}  # name -> the last version synced
         self.lock = threading.Lock()  # held while engines are sent something or let in
 
-    def share(self, values: dict[str, Pickled], engines: Callable[[], list[int]]) -> None:
+    def share(self, values: dict[str, Pickled], engines: Callable[[], list[int]],
+              originals: dict[str, Any] | None = None) -> None:
         values = {name: pickled.owned() for name, pickled in values.items()}
+        keys = {name: (originals or {}).get(name) for name in values}
+        for name, pickled in values.items():
+            if keys[name] is None or not holds_paths(keys[name]):
+                h = hashlib.blake2b(digest_size=16)
+                for chunk in pickled.chunks():
+                    h.update(chunk)
+                keys[name] = h.digest()
         with self.lock:
             self._values.update(values)
+            self._keys.update(keys)
             ids = engines()
             if ids:
                 self._send(ids, store_shared, *_arguments(values))
@@ -44,6 +57,7 @@ class Shipments:
         with self.lock:
             for name in names:
                 self._values.pop(name, None)
+                self._keys.pop(name, None)
             ids = engines()
             if ids:
                 self._send(ids, drop_shared, list(names))
@@ -86,15 +100,12 @@ class Shipments:
             visit(name)
         return out
 
-    def digest(self) -> bytes:
-        """A digest of every shared value: results that read them depend on it."""
+    def digests(self) -> dict[str, bytes]:
+        """A digest of each shared value (results that read them depend on it); a value
+        holding paths by the files' content as they are now."""
         with self.lock:
-            h = hashlib.blake2b(digest_size=16)
-            for name in sorted(self._values):
-                h.update(name.encode() + b"\0")
-                for chunk in self._values[name].chunks():
-                    h.update(chunk)
-            return h.digest()
+            keys = dict(self._keys)
+        return {name: key if isinstance(key, bytes) else digest(key) for name, key in sorted(keys.items())}
 
     def names(self) -> Iterator[str]:
         return iter(sorted(self._values))

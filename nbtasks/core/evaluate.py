@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable
 
 from .compose import group_pairs, merge_groups
 from .errors import RunFailed, UnitError, add_note
+from .explain import Reasons
 from .nodes import Node
 from .records import ChunkRecord
 from .partition import partition_of
@@ -33,7 +34,7 @@ class UnitRequest:
     """Run a leaf node on a list of inputs; one entry per unit in ``results``."""
 
     __slots__ = ("evaluation", "node", "seq", "unit", "within", "mode", "params", "extra", "inputs", "results",
-                 "remaining", "failed", "on_done", "tries", "key", "todo")
+                 "remaining", "failed", "on_done", "tries", "key", "leaf", "todo")
 
     def __init__(self, evaluation: "Evaluation", node: Node, inputs: list,
                  on_done: Callable[["UnitRequest"], None], mode: str = "call", extra: tuple = (),
@@ -57,6 +58,7 @@ class UnitRequest:
         #: index -> {"error": n, "handback": n, "engine": n}: why a unit ran again (sparse)
         self.tries: dict[int, dict[str, int]] = {}
         self.key: str | None = None  # in the run store: task code + parameters + inputs
+        self.leaf: str | None = None  # and task code + parameters + shared values alone
         #: the (start, stop) stretches still to run, when some units were found in the store
         self.todo: list[tuple[int, int]] | None = None
 
@@ -156,17 +158,28 @@ class Evaluation:
         req = UnitRequest(self, node, inputs, on_done, mode, extra, unit, within)
         node.units.queue(len(inputs))
         self.open_requests += 1
-        store = self.run.store
-        if store is not None:
-            req.key = store.key(req)
-            if req.key is not None and self.run.cache and node.task.cache:
-                self._reuse(req, store.reuse(req.key))
+        self._look_up(req)
         self._enqueue(req)  # a request found whole in the store completes from the backend's queue
 
-    def _reuse(self, req: UnitRequest, found: list) -> None:
-        """Take units an earlier run finished (same code, parameters, inputs) from the store."""
-        if not found:
+    def _look_up(self, req: UnitRequest) -> None:
+        """Key the request in the store, take what an earlier run finished, and say why
+        the other units run (``run.explain()``)."""
+        store, n = self.run.store, len(req.inputs)
+        if store is None:
+            self.run.why.add(req.node, n, 0, {Reasons.NO_STORE: n})
             return
+        cache = self.run.cache and req.node.task.cache
+        found, why = store.lookup(req, cache)
+        taken = self._reuse(req, found) if cache else 0
+        if not cache:
+            why = {Reasons.CACHE_OFF_RUN if not self.run.cache else Reasons.CACHE_OFF_TASK: n}
+        self.run.why.add(req.node, n, taken, why)
+
+    def _reuse(self, req: UnitRequest, found: list) -> int:
+        """Take units an earlier run finished (same code, parameters, inputs) from the
+        store; returns how many."""
+        if not found:
+            return 0
         n = len(req.inputs)
         have = bytearray(n)
         total = 0
@@ -192,6 +205,7 @@ class Evaluation:
             req.remaining -= total
             self.run.reused += total
             req.todo = _stretches(have)
+        return total
 
     def eval(self, node: Node, input: Any, done: Callable[[Any], None], unit: int | None = None) -> None:
         """Evaluate ``node`` on ``input``; ``unit`` is the fan-out unit it belongs to, if any."""

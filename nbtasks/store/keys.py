@@ -1,26 +1,31 @@
-"""Unit keys: what makes two units "the same work" across runs and kernels.
+"""Keys: what makes two units "the same work" across runs and kernels.
 
-A request (a leaf task over a list of inputs) is keyed by the task's code,
-its parameters and the pickled inputs; a unit's key is that plus its
-position. Code is hashed from its bytecode, constants and names (fast, and
-the same for the same cell in any kernel: file names and line numbers do
-not enter), together with the functions, classes and local modules of the
-user's it calls, so editing a helper counts as a change.
+A *leaf* is a task as the engines run it: its code, parameters and the shared
+values (``leaf_digest``; a part of it per function, parameter and shared value,
+``leaf_parts``, so a later run can say what changed). A unit is the same when
+its leaf is and so is its own input (``fingerprint.unit_digests``); a whole
+request (a leaf over a list of inputs) has a key of its own too
+(``request_key``), the quick way to find a rerun of the very same list.
+Code is hashed from its bytecode, constants and names (fast, and the same for
+the same cell in any kernel: file names and line numbers do not enter),
+together with the functions, classes and local modules of the user's it
+calls, so editing a helper counts as a change. Paths count by content
+(``core/fingerprint.py``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import inspect
-import pickle
+import os
 import sys
 import types
 from typing import Any, Mapping
 
-from ..core.serialize import split
-from ..core.usercode import is_users, reach
+from ..core.fingerprint import digest, feed
+from ..core.usercode import is_users, named, reach
 
-__all__ = ["task_digest", "leaf_digest", "request_key"]
+__all__ = ["task_digest", "leaf_digest", "leaf_parts", "request_key"]
 
 
 def _hasher() -> "hashlib._Hash":
@@ -43,30 +48,44 @@ def _source(obj: Any) -> bytes:
     return repr(obj).encode()
 
 
-def _feed_code(h: Any, root: Any, seen: set[int]) -> None:
+class _Pieces:
+    """Feeds a hash, and keeps each piece's own digest under a name people know
+    (``smooth``, ``Model.fit``, ``module helpers.py``) when ``named`` is asked for."""
+
+    def __init__(self, h: Any, named: dict[str, str] | None = None) -> None:
+        self.h, self.named = h, named
+
+    def feed(self, label: str, data: bytes) -> None:
+        self.h.update(data)
+        if self.named is not None:
+            self.named[label] = hashlib.blake2b(data, digest_size=8).hexdigest()
+
+
+def _feed_code(pieces: _Pieces, root: Any, seen: set[int]) -> None:
     """Hash ``root``'s code and that of the user's functions, classes and modules it reaches;
     a function or class of a local module brings that module's file (a constant it reads
     there may have changed)."""
     for obj in reach(root, seen):
         if inspect.ismodule(obj):
-            _feed_file(h, obj.__file__)
+            _feed_file(pieces, obj.__file__)
         else:
-            h.update(getattr(obj, "__qualname__", type(obj).__qualname__).encode())
-            h.update(_source(obj))
+            name = getattr(obj, "__qualname__", type(obj).__qualname__)
+            pieces.feed(f"{'class' if inspect.isclass(obj) else 'function'} {name}", name.encode() + _source(obj))
             module = sys.modules.get(getattr(obj, "__module__", None) or "")
             file = getattr(module, "__file__", None)
             if file and module.__name__ != "__main__" and id(module) not in seen and is_users(module):
                 seen.add(id(module))
-                _feed_file(h, file)
+                _feed_file(pieces, file)
 
 
-def _feed_file(h: Any, path: str) -> None:
+def _feed_file(pieces: _Pieces, path: str) -> None:
     """A local module the code uses, as it is on disk now (``cluster.sync`` ships that)."""
     try:
         with open(path, "rb") as f:
-            h.update(f.read())
+            data = f.read()
     except OSError:
-        h.update(path.encode())
+        data = path.encode()
+    pieces.feed(f"module {os.path.basename(path)}", data)
 
 
 def _settings(task: Any) -> bytes:
@@ -80,56 +99,76 @@ def _settings(task: Any) -> bytes:
     return "\n".join(out).encode()
 
 
-def task_digest(task: Any) -> bytes:
-    """The identity of a task's code and settings (not its name's position in a tree)."""
+def task_digest(task: Any, code: dict[str, str] | None = None) -> bytes:
+    """The identity of a task's code and settings (not its name's position in a tree);
+    ``code`` gets a digest per function, class and module it reaches."""
     h = _hasher()
+    pieces = _Pieces(h, code)
     h.update(type(task).__qualname__.encode())
     fn = getattr(task, "fn", None)
     seen: set[int] = set()
     if fn is not None:
-        _feed_code(h, fn, seen)
+        _feed_code(pieces, fn, seen)
     if type(task).work is not getattr(type(task).__mro__[-2], "work", None) or fn is None:
-        _feed_code(h, type(task), seen)
-    h.update(_settings(task))
+        _feed_code(pieces, type(task), seen)
+    pieces.feed("settings", _settings(task))
     for sub in task.subtasks():
-        h.update(task_digest(sub))
+        h.update(task_digest(sub, code))
     return h.digest()
 
 
-def _pickled_digest(h: Any, value: Any) -> None:
-    # big buffers (arrays) are hashed where they are, not first copied into the pickle
-    pickled = split(value, pickle.dumps)
-    h.update(pickled.head)
-    for buffer in pickled.buffers:
-        h.update(buffer.nbytes.to_bytes(8, "little"))
-        h.update(buffer)
+def _callers(task: Any) -> dict[str, str]:
+    """Which reached function names each other one: ``{"smooth": "simulate"}``."""
+    roots = [r for r in (getattr(task, "fn", None), type(task)) if r is not None]
+    objs = [obj for root in roots for obj in reach(root) if not inspect.ismodule(obj)]
+    ids = {id(obj): getattr(obj, "__qualname__", "") for obj in objs}
+    out: dict[str, str] = {}
+    for obj in objs:
+        if inspect.isfunction(obj):
+            for value in named(obj):
+                name = ids.get(id(value))
+                if name and name != obj.__qualname__:
+                    out.setdefault(name, obj.__qualname__)
+    return out
 
 
-def leaf_digest(task: Any, mode: str, params: Mapping[str, Any], extra: tuple) -> bytes:
-    """One leaf task as the engines run it: code, mode (map/reduce/call), parameters."""
+def leaf_digest(task: Any, mode: str, params: Mapping[str, Any], extra: tuple,
+                parts: dict[str, Any] | None = None) -> bytes:
+    """One leaf task as the engines run it: code, mode (map/reduce/call), parameters;
+    ``parts`` gets what ``leaf_parts`` describes."""
+    code: dict[str, str] | None = {} if parts is not None else None
     h = _hasher()
-    h.update(task_digest(task))
+    h.update(task_digest(task, code))
     h.update(mode.encode())
-    _pickled_digest(h, sorted(params.items()))
+    feed(h, sorted(params.items()))
     if extra:
         combiner, cparams = extra
         if combiner is not None:
-            h.update(task_digest(combiner))
-            _pickled_digest(h, sorted((cparams or {}).items()))
+            h.update(task_digest(combiner, code))
+            feed(h, sorted((cparams or {}).items()))
+            params = {**(cparams or {}), **params}
+    if parts is not None:
+        parts.update(code=code, calls=_callers(task), mode=mode,
+                     params={name: digest(value, 8).hex() for name, value in params.items()})
     return h.digest()
 
 
-def request_key(leaf: bytes, inputs: list) -> str | None:
-    """The key of a leaf's request over ``inputs``; None when they cannot be pickled."""
+def leaf_parts(task: Any, mode: str, params: Mapping[str, Any], extra: tuple) -> dict[str, Any]:
+    """What a leaf is made of, one digest per piece a person can name: ``code`` (function,
+    class or module -> digest), ``calls`` (function -> a function that calls it),
+    ``params`` (name -> digest), ``mode``. The store keeps it to explain a later run."""
+    parts: dict[str, Any] = {}
+    leaf_digest(task, mode, params, extra, parts)
+    return parts
+
+
+def request_key(leaf: bytes, inputs: Any) -> str | None:
+    """The key of a leaf's request over the whole list ``inputs``; None when they cannot
+    be pickled."""
     h = _hasher()
     h.update(leaf)
     try:
-        _pickled_digest(h, inputs)
+        feed(h, inputs)
     except Exception:
-        try:
-            import cloudpickle
-
-            h.update(cloudpickle.dumps(inputs))
-        except Exception:
-            return None
+        return None
     return h.hexdigest()

@@ -2,10 +2,12 @@
 
 One row per run, per finished *part* of a chunk (a stretch of units that ran
 together; done units are derived from it, so 100,000 units cost a few hundred
-rows), per failed unit, per result blob, per cluster and per *leaf* (a task's
+rows), per failed unit, per result blob, per cluster, per *leaf* (a task's
 code, parameters and shared values as one run used them, so a later run can
-say what changed). A file that is not an nbtasks store (corrupt, foreign,
-newer) is moved aside, never deleted; an older one gains the newer columns.
+say what changed) and per request of many units (each unit's input digest, so
+a changed list still finds the units it shares with an earlier one). A file
+that is not an nbtasks store (corrupt, foreign, newer) is moved aside, never
+deleted; an older one gains the newer columns.
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ CREATE TABLE IF NOT EXISTS blobs (
     path TEXT,                     -- file name in the results folder beside the database
     dropped REAL                   -- when housekeeping removed its data (its records stay)
 );
+-- housekeeping: bytes kept, and which kept results name a file, without reading the results
+CREATE INDEX IF NOT EXISTS blobs_kept ON blobs (path, size) WHERE dropped IS NULL;
 CREATE TABLE IF NOT EXISTS parts (
     id INTEGER PRIMARY KEY,
     run TEXT NOT NULL,
@@ -66,7 +70,6 @@ CREATE TABLE IF NOT EXISTS parts (
     task TEXT NOT NULL,
     request_key TEXT NOT NULL,     -- task code + parameters + the request's inputs
     leaf_key TEXT,                 -- task code + parameters + shared values (leaves.key)
-    unit_keys BLOB,                -- 8 bytes per unit of [start, stop): a digest of its input
     request_seq INTEGER NOT NULL,
     start INTEGER NOT NULL,        -- units [start, stop) of the request
     stop INTEGER NOT NULL,
@@ -88,6 +91,7 @@ CREATE TABLE IF NOT EXISTS parts (
 CREATE INDEX IF NOT EXISTS parts_by_key ON parts (request_key);
 CREATE INDEX IF NOT EXISTS parts_by_run ON parts (run, node, request_seq, start);
 CREATE INDEX IF NOT EXISTS parts_by_leaf ON parts (leaf_key);
+CREATE INDEX IF NOT EXISTS parts_by_blob ON parts (blob);   -- housekeeping: who else uses a result
 CREATE TABLE IF NOT EXISTS leaves (
     key TEXT PRIMARY KEY,
     task TEXT NOT NULL,            -- the task's name in its tree
@@ -95,6 +99,12 @@ CREATE TABLE IF NOT EXISTS leaves (
     seen REAL NOT NULL             -- when a run last used it
 );
 CREATE INDEX IF NOT EXISTS leaves_by_task ON leaves (task, seen);
+CREATE TABLE IF NOT EXISTS requests (
+    key TEXT PRIMARY KEY,          -- parts.request_key: a leaf over a whole list of inputs
+    leaf_key TEXT NOT NULL,
+    units BLOB NOT NULL            -- 8 bytes per input, in order: a digest of each unit's own input
+);
+CREATE INDEX IF NOT EXISTS requests_by_leaf ON requests (leaf_key);
 CREATE TABLE IF NOT EXISTS failures (
     id INTEGER PRIMARY KEY,
     run TEXT NOT NULL,
@@ -233,7 +243,6 @@ ADDED = [
     ("runs", "explain", "TEXT"),
     ("blobs", "dropped", "REAL"),
     ("parts", "leaf_key", "TEXT"),
-    ("parts", "unit_keys", "BLOB"),
 ]
 
 
@@ -275,6 +284,7 @@ def open_database(path: str) -> sqlite3.Connection:
         conn.close()
         raise
     try:
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # a new file only (before WAL): housekeeping gives space back
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         _create(conn)
@@ -285,6 +295,7 @@ def open_database(path: str) -> sqlite3.Connection:
         conn.close()  # damaged in a way the quick check did not see
         _set_aside(path, str(exc))
         conn = connect(path)
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
         conn.execute("PRAGMA journal_mode = WAL")
         _create(conn)
     return conn

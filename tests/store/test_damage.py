@@ -77,7 +77,7 @@ def test_read_only_place_keeps_records_in_memory_with_a_warning(cluster, mounted
 
 
 def test_full_disk_degrades_to_memory_and_the_run_completes(cluster, mounted):
-    where = mounted("size=256k")
+    where = mounted("size=512k")
     path = str(where / "runs.db")
     squares(cluster, path)  # fine while there is room
     blob = nt.ParallelTask(lambda x: os.urandom(200_000)).submit(list(range(8)), cluster=cluster,
@@ -207,4 +207,4 @@ def test_a_store_of_an_older_schema_keeps_its_runs_and_gains_the_new_columns(clu
     assert len({run["name"] for run in StoreReader(str(path)).runs()["runs"]} - {"before"}) == 1
     with sqlite3.connect(path) as new:
         assert dict(new.execute("SELECT key, value FROM meta"))["schema"] == str(schema.SCHEMA_VERSION)
-        assert {"leaf_key", "unit_keys"} <= {row[1] for row in new.execute("PRAGMA table_info(parts)")}
+        assert "leaf_key" in {row[1] for row in new.execute("PRAGMA table_info(parts)")}

@@ -83,7 +83,7 @@ def test_a_task_that_must_always_run_runs_again_while_its_cached_neighbours_are_
         nt.task(cache="no")(abs)
 
 
-def test_cache_false_changed_parameters_or_input_run_again(cluster, marks, store):
+def test_cache_false_or_changed_parameters_run_again_and_a_new_input_runs_alone(cluster, marks, store):
     task = nt.ParallelTask(counting(marks))
     task.submit(list(range(10)), cluster=cluster, store=store, progress=False).result()
     assert executions(marks) == 10
@@ -95,7 +95,7 @@ def test_cache_false_changed_parameters_or_input_run_again(cluster, marks, store
     assert executions(marks) == 30
     run = task.submit(list(range(11)), cluster=cluster, store=store, progress=False)
     assert run.result() == [x * x for x in range(11)]
-    assert executions(marks) == 41
+    assert executions(marks) == 31 and run.reused == 10  # per unit: only the new input runs
 
 
 def test_changed_code_runs_again(cluster, marks, store):

@@ -1,0 +1,143 @@
+"""Digests of values for the run store's keys, with files counted by what they hold.
+
+A value is "the same" as an earlier one when its pickle is. A ``pathlib`` path is
+the exception: a unit given ``Path("data/day1.csv")`` depends on what the file
+holds, so a path enters a digest as its name plus a fingerprint of its content
+(size and a hash of the bytes; a directory: every entry's name and fingerprint).
+The hash of a file is computed once per version of it (device, inode, size,
+modification time), so rerunning over unchanged files reads them once per process.
+
+    digest(value)        one value (parameters, a shared value, a whole input list)
+    unit_digests(list)   8 bytes per item: a unit's own input, for per-unit reuse
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+import threading
+from pathlib import PurePath
+from typing import Any, Iterable
+
+from .serialize import OUT_OF_BAND
+
+__all__ = ["digest", "feed", "holds_paths", "unit_digests", "content_of", "UNIT_DIGEST"]
+
+UNIT_DIGEST = 8  # bytes per unit: collisions among a store's units are out of reach (2**64)
+_READ = 1 << 20
+_hashes: dict[tuple, bytes] = {}  # (path, dev, ino, size, mtime_ns) -> content hash
+_hashes_lock = threading.Lock()
+
+
+def content_of(path: "str | os.PathLike[str]") -> tuple:
+    """What a path holds, as a small tuple: ("file", size, hash), ("dir", entries) or ("missing",)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return ("missing",)
+    if os.path.isdir(path):
+        try:
+            names = sorted(os.listdir(path))
+        except OSError as exc:
+            return ("unreadable", type(exc).__name__)
+        return ("dir", tuple((name, content_of(os.path.join(path, name))) for name in names))
+    version = (os.fspath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    with _hashes_lock:
+        known = _hashes.get(version)
+    if known is None:
+        h = hashlib.blake2b(digest_size=16)
+        try:
+            with open(path, "rb") as f:
+                while block := f.read(_READ):
+                    h.update(block)
+        except OSError as exc:
+            return ("unreadable", type(exc).__name__)
+        known = h.digest()
+        with _hashes_lock:
+            _hashes[version] = known
+    return ("file", st.st_size, known)
+
+
+class _KeyPickler(pickle.Pickler):
+    """A pickler for keys only: paths become their name and content."""
+
+    def __init__(self, file: Any, buffer_callback: Any = None) -> None:
+        super().__init__(file, protocol=5, buffer_callback=buffer_callback)
+        self.paths = 0
+
+    def reducer_override(self, obj: Any) -> Any:  # not called for ints, floats, str, lists...
+        if isinstance(obj, PurePath):
+            self.paths += 1
+            return (_path_content, (type(obj).__name__, str(obj), content_of(obj)))
+        return NotImplemented
+
+
+def _path_content(*args: Any) -> None:
+    """Stands for a path in a key's pickle (never called)."""
+
+
+def feed(h: Any, value: Any) -> int:
+    """Feed ``value``'s key pickle to the hash ``h``; big buffers (arrays) are hashed where
+    they are, as ``serialize.split`` leaves them out. Returns how many paths it holds."""
+    buffers: list[memoryview] = []
+
+    def keep_large(buffer: pickle.PickleBuffer) -> bool:  # True: inside the pickle
+        try:
+            raw = buffer.raw()
+        except BufferError:
+            return True
+        if raw.nbytes < OUT_OF_BAND:
+            return True
+        buffers.append(raw)
+        return False
+
+    out = io.BytesIO()
+    pickler = _KeyPickler(out, buffer_callback=keep_large)
+    try:
+        pickler.dump(value)
+    except Exception:
+        import cloudpickle  # lambdas and cell-defined classes: by value, paths by name only
+
+        h.update(cloudpickle.dumps(value))
+        return 0
+    h.update(out.getbuffer())
+    for raw in buffers:
+        h.update(raw.nbytes.to_bytes(8, "little"))
+        h.update(raw)
+    return pickler.paths
+
+
+class _Count:
+    def update(self, data: Any) -> None:
+        pass
+
+
+def holds_paths(value: Any) -> bool:
+    """Whether ``value`` is or holds a path (whose file's content then counts)."""
+    return feed(_Count(), value) > 0
+
+
+def digest(value: Any, size: int = 16) -> bytes:
+    """The digest of ``value`` as keys see it (paths by content)."""
+    h = hashlib.blake2b(digest_size=size)
+    feed(h, value)
+    return h.digest()
+
+
+def unit_digests(items: Iterable[Any]) -> bytes:
+    """``UNIT_DIGEST`` bytes per item, in order: each unit's input on its own.
+
+    Plain values take pickle's C path (about half a microsecond each); items that are or
+    hold paths, or cannot be pickled plainly, go through ``digest``.
+    """
+    blake = hashlib.blake2b
+    dumps = pickle.dumps
+    out = bytearray()
+    for item in items:
+        if isinstance(item, (int, float, str, bytes)):
+            out += blake(dumps(item, 5), digest_size=UNIT_DIGEST).digest()
+        else:
+            out += digest(item, UNIT_DIGEST)
+    return bytes(out)
