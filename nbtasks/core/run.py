@@ -24,6 +24,7 @@ import uuid
 from typing import Any, Callable, Iterator, Mapping, Protocol
 
 from .errors import UnitError
+from .explain import Explanation, Tally
 from .hooks import hooks
 from .nodes import Node, build_tree
 from .records import ChunkRecord, UnitRecord
@@ -44,24 +45,22 @@ class Backend(Protocol):
     def start_run(self, run: "Run") -> None: ...
     def cancel_run(self, run: "Run", reason: str) -> None: ...
 
-    def shared_digest(self) -> bytes:
-        """A digest of the values shared with the engines (``nt.shared``): unit results
+    def shared_digests(self) -> dict[str, bytes]:
+        """A digest of each value shared with the engines (``nt.shared``): unit results
         may depend on them, so they enter unit keys."""
 
 
 class Recorder(Protocol):
     """Where a run is recorded and finished units are looked up (``nbtasks.store``'s
-    ``Store``). The path of ``cache``: ``submit(cache=)`` → ``Run.cache`` →
-    ``Evaluation.request``: each request gets ``key(request)``; with ``cache`` on, the
-    units ``reuse(key)`` finds are taken instead of run."""
+    ``Store``). The path of ``cache``: ``submit(cache=)`` and ``task.cache`` →
+    ``Evaluation.request``: each request is looked up; with ``cache`` on, the units
+    found are taken instead of run."""
 
-    def key(self, request: Any) -> str | None:
-        """A request's key (its leaf's code and parameters, shared values, inputs); None
-        when it has none (unpicklable inputs)."""
-
-    def reuse(self, key: str) -> list:
-        """Stretches of units finished under ``key`` (``start, stop, offset, skip,
-        engine, blob, outcome``), newest first."""
+    def lookup(self, request: Any, reuse: bool) -> tuple[list, dict[str, int]]:
+        """Key ``request`` (sets ``request.key`` and ``request.leaf``); with ``reuse``, the
+        stretches of its units an earlier run finished (``start, stop, offset, skip, engine,
+        blob, outcome``, ``start``/``stop`` in this request) and, for the units it did not
+        find, why not (``explain.Reasons``: count)."""
 
     def record(self, run: "Run", chunk: ChunkRecord, payload: bytes | None = None,
                blob: int | None = None) -> None: ...
@@ -102,6 +101,7 @@ class Run(cf.Future):
         self.store: Recorder | None = store
         self.cache = cache  # False: run every unit even if the store has it
         self.reused = 0  # units taken from the store instead of running
+        self.why = Tally()  # per task: units reused, and why the others ran (``explain``)
         self._error: BaseException | None = None  # what report_error was given; read while FAILED
         #: called once when the run ends, before result()/wait() return (see ``on_end``)
         self._end_observers: list[Callable[["Run"], None]] = []
@@ -320,6 +320,10 @@ class Run(cf.Future):
     def elapsed(self) -> float:
         start = self.started or self.created
         return (self.finished or time.time()) - start
+
+    def explain(self) -> Explanation:
+        """Per task: how many units came from the store, and why the others ran (so far)."""
+        return self.why.explanation()
 
     def snapshot(self) -> dict:
         """A plain, read-only picture of the run for renderers."""
