@@ -55,10 +55,10 @@ __all__ = [
     "Range", "Run", "RunState", "UnitState", "progress", "shared",
     "Cluster", "ClusterError",
     "NbtasksError", "TaskDefinitionError", "UnitError", "RunFailed", "RemoteTraceback",
-    "Retry", "UnitTimeout",
+    "Retry", "UnitTimeout", "runs",
 ]
 
-_LAZY = {"Cluster": "nbtasks.cluster", "ClusterError": "nbtasks.cluster"}
+_LAZY = {"Cluster": "nbtasks.cluster", "ClusterError": "nbtasks.cluster", "runs": "nbtasks.store.history"}
 
 
 def __getattr__(name: str) -> Any:

@@ -9,7 +9,7 @@ PUBLIC = {
     "__version__", "task", "Task", "FunctionTask", "ContainerTask", "ParallelTask", "MapReduceTask",
     "Range", "Run", "RunState", "UnitState", "progress", "shared", "Cluster", "ClusterError",
     "NbtasksError", "TaskDefinitionError", "UnitError", "RunFailed", "RemoteTraceback",
-    "Retry", "UnitTimeout",
+    "Retry", "UnitTimeout", "runs",
 }
 
 
