@@ -281,7 +281,6 @@ class StoredRun(Run):
         self._notify_progress()
         if not state.finished:
             return
-        self._tell_end()  # as a live run does: views draw the end before the future is set
         if state is RunState.DONE:
             self.set_result(None)  # the value is read when asked (result())
         elif state is RunState.CANCELLED:
@@ -308,6 +307,9 @@ class StoredRun(Run):
                 raise cf.TimeoutError(f"run {self.id} of {self.task.name!r} (going on in another kernel) "
                                       f"not finished within {timeout}s")
             time.sleep(POLL if left is None else min(POLL, left))
+        # views of it draw its end before result() or wait() return, as for a live run; not
+        # from _adopt: that may run inside a view's own drawing (its ticker reads ``state``)
+        self._tell_end()
 
     # -- Future ---------------------------------------------------------------------
     @property

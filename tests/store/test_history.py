@@ -17,6 +17,7 @@ import pytest
 import nbtasks as nt
 from nbtasks.store import history
 from nbtasks.store.history import LOST, RunLost, StoredRun
+from nbtasks.store.housekeeping import drop_oldest
 from nbtasks.store.results import ResultNotKept
 from nbtasks.ui.run_view import RunView
 from tests.store.test_resume import kill_tree
@@ -254,3 +255,63 @@ def test_a_run_of_a_schema_1_store_loads_without_its_result(tmp_path):
         run.result()
     with pytest.raises(LookupError, match="no explanation"):
         run.explain()
+
+
+def test_a_result_the_size_limit_dropped_is_a_clear_error_and_its_records_stay(cluster, tmp_path):
+    path = str(tmp_path / "runs.db")
+    run = nt.ParallelTask(abs, collect=sum).submit([-1, -2, 3], cluster=cluster, store=path, progress=False)
+    assert run.result(30) == 6
+    [loaded] = nt.runs(store=path)  # this process's own run: written before it is read
+    assert loaded.id == run.id and loaded.result() == 6
+    conn = sqlite3.connect(path)
+    try:
+        assert drop_oldest(conn, path + "-results", limit=1).runs == 1
+    finally:
+        conn.close()
+    [dropped] = nt.runs(store=path)
+    with pytest.raises(ResultNotKept, match="dropped to keep the run store .* within its size limit"):
+        dropped.result()
+    with pytest.raises(ResultNotKept, match="result of unit 0 of task 'abs'.*size limit"):
+        dropped.units(results=True)
+    assert [u.index for u in dropped.units()] == [0, 1, 2] and dropped.counts()["done"] == 3
+
+
+GOING_ON = r'''
+import sys, time
+import nbtasks as nt
+
+with nt.Cluster(2, store=sys.argv[1]) as cluster:
+    run = nt.ParallelTask(time.sleep, name="long").submit([0.2] * 400, cluster=cluster, progress=False)
+    print("ID", run.id, flush=True)
+    run.wait(120)
+    print("ENDED", run.state.value, run.cancel_reason, flush=True)
+'''
+
+
+def test_a_run_going_on_in_another_kernel_is_followed_and_cancelled_through_the_store(tmp_path, python_script):
+    store = str(tmp_path / "runs.db")
+    kernel = subprocess.Popen(python_script(GOING_ON) + [store], stdout=subprocess.PIPE, text=True,
+                              env=dict(os.environ, IPYTHONDIR=str(tmp_path / "ipython")))
+    try:
+        run_id = kernel.stdout.readline().split()[1]
+        deadline = time.monotonic() + 30
+        while not nt.runs(store=store, state="running"):
+            assert time.monotonic() < deadline, "the other kernel's run never showed as running"
+            time.sleep(0.1)
+        [run] = nt.runs(store=store, state="running")
+        assert run.id == run_id and not run.done() and run.state is nt.RunState.RUNNING
+        with pytest.raises(cf.TimeoutError, match="another kernel"):
+            run.result(timeout=0.3)
+        view = RunView(run)
+        assert "nbtasks-state-running" in view.header.value and not view.final
+        assert run.cancel("enough from the next kernel") is True  # asked through the store
+        with pytest.raises(cf.CancelledError):
+            run.result(timeout=30)  # followed until its kernel cancelled it
+        assert run.cancelled() and run.state is nt.RunState.CANCELLED
+        assert run.cancel_reason == "enough from the next kernel"
+        assert view.refresh() and "nbtasks-state-cancelled" in view.header.value
+        out, _ = kernel.communicate(timeout=60)
+        assert "ENDED cancelled enough from the next kernel" in out
+    finally:
+        if kernel.poll() is None:
+            kill_tree(kernel)
