@@ -19,7 +19,9 @@ from typing import Any, Callable
 from ..core.explain import Reasons
 from ..core.fingerprint import UNIT_DIGEST, unit_digests
 
-__all__ = ["Leaf", "Found", "look_up", "what_changed"]
+assert UNIT_DIGEST == 8  # compared as 64-bit ints (memoryview.cast('Q'))
+
+__all__ = ["Leaf", "Found", "look_up", "fresh_reason", "what_changed"]
 
 #: the newest requests of a leaf searched unit by unit (each a few bytes per unit)
 RECENT_REQUESTS = 64
@@ -28,11 +30,13 @@ RECENT_REQUESTS = 64
 @dataclass
 class Leaf:
     """A task as one run's engines run it: ``digest`` (code, parameters, shared values),
-    ``key`` (its hex, ``leaves.key``), and the named ``parts`` it was made of."""
+    ``key`` (its hex, ``leaves.key``), the named ``parts`` it was made of, and why its
+    units with new inputs run (``fresh_reason``, found once per run)."""
     digest: bytes
     key: str
     task: str
     parts: dict[str, Any]
+    fresh: str | None = None
 
 
 @dataclass
@@ -53,110 +57,133 @@ _STRETCHES = ("SELECT p.start, p.stop, p.offset, p.skip, p.engine, p.blob, b.dat
 
 
 class _Units:
-    """What the lookup knows of each unit of the request."""
+    """What the lookup knows of each unit of the request: taken (``have``; ``taken``: the
+    stretches, ``[start, stop, offset, blob, engine]``), or why not (``why``, sparse)."""
 
     def __init__(self, n: int) -> None:
-        self.slot: list[tuple[int, int, int | None] | None] = [None] * n  # (blob, offset, engine)
-        self.why: list[str | None] = [None] * n  # why a unit seen before is not taken
+        self.n = n
+        self.have = bytearray(n)
+        self.why: dict[int, str] = {}
+        self.taken: list[list] = []
+        self.blobs: dict[int, tuple] = {}  # blob -> (data, path), to load once
 
-    def take(self, conn: sqlite3.Connection, key: str, where: dict[int, list[int]] | None,
-             blobs: dict[int, tuple]) -> None:
-        """Take the stretches stored under ``key``; ``where[pos]``: the units of this request
-        with the input at ``pos`` there (None: the same position)."""
-        for start, stop, offset, skip, engine, blob, data, path, dropped in conn.execute(_STRETCHES, (key,)):
-            skipped = frozenset(json.loads(skip))
+    def _not(self, i: int, reason: str) -> None:
+        if self.why.get(i, Reasons.NOT_FINISHED) == Reasons.NOT_FINISHED:
+            self.why[i] = reason
+
+    def _take(self, start: int, stop: int, offset: int, row: tuple) -> None:
+        self.have[start:stop] = b"\1" * (stop - start)
+        self.taken.append([start, stop, offset, row[5], row[4]])
+        self.blobs.setdefault(row[5], (row[6], row[7]))
+
+    def take_same(self, rows: list[tuple]) -> None:
+        """Stored stretches of the very same list: unit ``pos`` there is unit ``pos`` here."""
+        for row in rows:
+            start, stop, offset, skip, _, _, _, _, dropped = row
+            stop = min(stop, self.n)
+            skipped = json.loads(skip)
+            if dropped is None and not skipped and start < stop and self.have.find(1, start, stop) == -1:
+                self._take(start, stop, offset, row)  # the usual case: a whole stretch at once
+                continue
+            bad = set(skipped)
             for pos in range(start, stop):
-                units = [pos] if where is None else where.get(pos, ())
-                for i in units:
-                    if i >= len(self.slot) or self.slot[i] is not None:
-                        continue
-                    if pos - start in skipped:
-                        if self.why[i] in (None, Reasons.NOT_FINISHED):
-                            self.why[i] = Reasons.FAILED_BEFORE
-                    elif dropped is not None:
-                        self.why[i] = Reasons.DROPPED
-                    else:
-                        self.slot[i] = (blob, offset + pos - start, engine)
-                        blobs.setdefault(blob, (data, path))
+                if self.have[pos]:
+                    continue
+                if pos - start in bad:
+                    self._not(pos, Reasons.FAILED_BEFORE)
+                elif dropped is not None:
+                    self._not(pos, Reasons.DROPPED)
+                else:
+                    self._take(pos, pos + 1, offset + pos - start, row)
+
+    def take_moved(self, rows: list[tuple], positions: list[int | None]) -> None:
+        """Stored stretches of another list of the same leaf; ``positions[i]``: where unit
+        ``i``'s input sits in it (None: not there)."""
+        size = max((row[1] for row in rows), default=0)
+        owner: list[int | None] = [None] * size  # stored position -> the newest row that finished it
+        bad: dict[int, str] = {}
+        for r in range(len(rows) - 1, -1, -1):  # oldest first: newer rows overwrite
+            start, stop, _, skip, _, _, _, _, dropped = rows[r]
+            if dropped is not None:
+                bad.update((pos, Reasons.DROPPED) for pos in range(start, stop) if owner[pos] is None)
+                continue
+            before = owner[start:stop]
+            owner[start:stop] = [r] * (stop - start)
+            for s in json.loads(skip):
+                owner[start + s] = before[s]
+                if before[s] is None:
+                    bad[start + s] = Reasons.FAILED_BEFORE
+        have, current = self.have, None
+        for i, pos in enumerate(positions):
+            if pos is None or have[i]:
+                continue
+            r = owner[pos] if pos < size else None
+            if r is None:
+                self._not(i, bad.get(pos, Reasons.NOT_FINISHED))
+                continue
+            row = rows[r]
+            offset = row[2] + pos - row[0]
+            if (current is not None and current[1] == i and current[3] == row[5]
+                    and current[2] + i - current[0] == offset):
+                current[1] = i + 1
+                have[i] = 1
+            else:
+                self._take(i, i + 1, offset, row)
+                current = self.taken[-1]
 
 
 def look_up(conn: sqlite3.Connection, request: Any, leaf: Leaf,
-            load: Callable[[bytes | None, str | None], Any]) -> tuple[list[Found], dict[str, int]]:
-    """The stretches of ``request`` an earlier run finished, and why the rest must run."""
+            load: Callable[[bytes | None, str | None], Any]) -> tuple[list[Found], dict[str, int], int]:
+    """The stretches of ``request`` an earlier run finished, why some others must run, and
+    how many units no earlier run of this leaf had (``fresh_reason`` says why those run)."""
     n = len(request.inputs)
     units = _Units(n)
-    blobs: dict[int, tuple] = {}
-    units.take(conn, request.key, None, blobs)
-    exact = any(units.slot) or any(units.why)
-    if not exact:
-        exact = conn.execute("SELECT 1 FROM parts WHERE request_key = ? LIMIT 1", (request.key,)).fetchone()
-    if n > 1 and None in units.slot:
-        _by_unit(conn, request, leaf, units, blobs)
-    outcomes = {blob: load(*where) for blob, where in blobs.items()}
-    found = _stretches(units, outcomes)
-    why: dict[str, int] = {}
-    fresh = 0  # units whose input no earlier run of this leaf had
-    for i, slot in enumerate(units.slot):
-        if slot is not None and outcomes[slot[0]] is not None:
-            continue
-        reason = units.why[i] or (Reasons.UNREADABLE if slot is not None else
-                                  Reasons.NOT_FINISHED if exact else None)
-        if reason is None:
-            fresh += 1
+    rows = conn.execute(_STRETCHES, (request.key,)).fetchall()
+    units.take_same(rows)
+    exact = bool(rows) or conn.execute("SELECT 1 FROM parts WHERE request_key = ? LIMIT 1",
+                                       (request.key,)).fetchone() is not None
+    if n > 1 and units.have.count(0):
+        _by_unit(conn, request, leaf, units)
+    outcomes = {blob: load(*where) for blob, where in units.blobs.items()}
+    found, why = [], {}
+    for start, stop, offset, blob, engine in units.taken:
+        if outcomes[blob] is None:
+            why[Reasons.UNREADABLE] = why.get(Reasons.UNREADABLE, 0) + stop - start
         else:
-            why[reason] = why.get(reason, 0) + 1
-    if fresh:
-        reason = Reasons.INPUT_NEW if _known(conn, leaf) else what_changed(conn, leaf)
-        why[reason] = why.get(reason, 0) + fresh
-    return found, why
+            found.append(Found(start, stop, offset, frozenset(), engine, blob, outcomes[blob]))
+    for reason in units.why.values():
+        why[reason] = why.get(reason, 0) + 1
+    left = units.have.count(0) - len(units.why)
+    if exact and left:
+        why[Reasons.NOT_FINISHED] = why.get(Reasons.NOT_FINISHED, 0) + left
+        left = 0
+    return found, why, left
 
 
-def _by_unit(conn: sqlite3.Connection, request: Any, leaf: Leaf, units: _Units, blobs: dict) -> None:
+def _by_unit(conn: sqlite3.Connection, request: Any, leaf: Leaf, units: _Units) -> None:
     """Units whose own input an earlier request of the same leaf had (a list grown,
-    shrunk or reordered)."""
-    rows = conn.execute("SELECT key, units FROM requests WHERE leaf_key = ? AND key != ? "
-                        "ORDER BY rowid DESC LIMIT ?", (leaf.key, request.key, RECENT_REQUESTS)).fetchall()
-    if not rows:
+    shrunk or reordered); digests compared as 64-bit ints, dict and map doing the work."""
+    requests = conn.execute("SELECT key, units FROM requests WHERE leaf_key = ? AND key != ? "
+                            "ORDER BY rowid DESC LIMIT ?", (leaf.key, request.key, RECENT_REQUESTS)).fetchall()
+    if not requests:
         return
-    mine = unit_digests(request.inputs)
-    wanted: dict[bytes, list[int]] = {}
-    for i, slot in enumerate(units.slot):
-        if slot is None:
-            wanted.setdefault(mine[i * UNIT_DIGEST:(i + 1) * UNIT_DIGEST], []).append(i)
-    for key, digests in rows:  # newest first
-        if not wanted:
-            break
-        here: dict[int, list[int]] = {}
-        for pos in range(len(digests) // UNIT_DIGEST):
-            hit = wanted.get(digests[pos * UNIT_DIGEST:(pos + 1) * UNIT_DIGEST])
-            if hit is not None:
-                here[pos] = hit
-        if here:
-            for i in (i for hit in here.values() for i in hit):
-                units.why[i] = units.why[i] or Reasons.NOT_FINISHED  # seen; taken below if it finished
-            units.take(conn, key, here, blobs)
-            wanted = {d: left for d, hit in wanted.items() if (left := [i for i in hit if units.slot[i] is None])}
+    mine = memoryview(unit_digests(request.inputs)).cast("Q").tolist()
+    for key, digests in requests:  # newest first
+        stored = memoryview(digests).cast("Q").tolist()
+        index = dict(zip(stored, range(len(stored))))
+        positions = list(map(index.get, mine))
+        if positions.count(None) < len(positions):
+            units.take_moved(conn.execute(_STRETCHES, (key,)).fetchall(), positions)
+            if not units.have.count(0):
+                break
 
 
-def _stretches(units: _Units, outcomes: dict[int, Any]) -> list[Found]:
-    """Runs of units that sit one after another in one stored outcome."""
-    found: list[Found] = []
-    current: Found | None = None
-    for i, slot in enumerate(units.slot):
-        if slot is None or outcomes[slot[0]] is None:
-            current = None
-            continue
-        blob, offset, engine = slot
-        if current is not None and current.blob == blob and current.offset + (i - current.start) == offset:
-            current.stop = i + 1
-        else:
-            current = Found(i, i + 1, offset, frozenset(), engine, blob, outcomes[blob])
-            found.append(current)
-    return found
-
-
-def _known(conn: sqlite3.Connection, leaf: Leaf) -> bool:
-    return conn.execute("SELECT 1 FROM leaves WHERE key = ?", (leaf.key,)).fetchone() is not None
+def fresh_reason(conn: sqlite3.Connection, leaf: Leaf) -> str:
+    """Why units whose input no earlier run of ``leaf`` had run: their input is new (the
+    leaf ran before), or what changed in the task since it last ran."""
+    if conn.execute("SELECT 1 FROM leaves WHERE key = ?", (leaf.key,)).fetchone() is not None:
+        return Reasons.INPUT_NEW
+    return what_changed(conn, leaf)
 
 
 def what_changed(conn: sqlite3.Connection, leaf: Leaf) -> str:

@@ -30,7 +30,7 @@ UNIT_STATES = ("done", "failed")
 STALE_AFTER = 15.0
 _IS_LIVE = f"state IN ({', '.join('?' * len(LIVE_RUN_STATES))})"  # SQL; takes LIVE_RUN_STATES as arguments
 
-_RUN_COLUMNS = ("id, name, notebook, host, kernel_pid, cluster, counts, total, reused, state, note, error, "
+RUN_COLUMNS = ("id, name, notebook, host, kernel_pid, cluster, counts, total, reused, state, note, error, "
                 "submitted, started, ended, updated, cancel_requested, cancel_reason")
 
 
@@ -79,25 +79,15 @@ class StoreReader:
         conn = self._connect()
         if conn is None:
             return {"runs": [], "total": 0, "offset": offset, "limit": limit}
-        where, args = [], []
+        where, args = run_filter(state, self.stale_after)
         if notebook is not None:
             where.append("notebook = ?")
             args.append(notebook)
-        fresh = time.time() - self.stale_after
-        if state == "lost":  # a live run whose kernel stopped writing
-            where.append(f"{_IS_LIVE} AND updated < ?")
-            args += [*LIVE_RUN_STATES, fresh]
-        elif state in LIVE_RUN_STATES:
-            where.append("state = ? AND updated >= ?")
-            args += [state, fresh]
-        elif state is not None:
-            where.append("state = ?")
-            args.append(state)
         clause = (" WHERE " + " AND ".join(where)) if where else ""
         try:
             total = conn.execute(f"SELECT count(*) FROM runs{clause}", args).fetchone()[0]
-            rows = [_run_summary(r, self.stale_after) for r in conn.execute(
-                f"SELECT {_RUN_COLUMNS} FROM runs{clause} ORDER BY submitted DESC LIMIT ? OFFSET ?",
+            rows = [run_summary(r, self.stale_after) for r in conn.execute(
+                f"SELECT {RUN_COLUMNS} FROM runs{clause} ORDER BY submitted DESC LIMIT ? OFFSET ?",
                 [*args, limit, offset])]
         finally:
             conn.close()
@@ -109,14 +99,17 @@ class StoreReader:
         if conn is None:
             return None
         try:
-            row = conn.execute(f"SELECT {_RUN_COLUMNS}, tree, params FROM runs WHERE id = ?", (run_id,)).fetchone()
+            explain = "explain" if _has_column(conn, "runs", "explain") else "NULL"  # schema 1: none
+            row = conn.execute(f"SELECT {RUN_COLUMNS}, tree, params, {explain} FROM runs WHERE id = ?",
+                               (run_id,)).fetchone()
         finally:
             conn.close()
         if row is None:
             return None
-        out = _run_summary(row[:-2], self.stale_after)
-        out["tree"] = json.loads(row[-2])
-        out["params"] = json.loads(row[-1])
+        out = run_summary(row[:-3], self.stale_after)
+        out["tree"] = json.loads(row[-3])
+        out["params"] = json.loads(row[-2])
+        out["explain"] = json.loads(row[-1]) if row[-1] else {"tasks": []}
         return out
 
     # -- units -----------------------------------------------------------------
@@ -136,12 +129,12 @@ class StoreReader:
             total = {"failed": n_failed, "done": n_done, None: n_failed + n_done}[state]
             skip = offset
             if state in (None, "failed"):
-                page += [_failure(r) for r in conn.execute(
+                page += [failure_record(r) for r in conn.execute(
                     "SELECT task, node, unit, input, error, traceback, engine, host, pid, time "
                     "FROM failures WHERE run = ? ORDER BY id LIMIT ? OFFSET ?", (run_id, limit, skip))]
                 skip = max(0, skip - n_failed)
             if state in (None, "done") and len(page) < limit:
-                page += list(_done_units(conn, run_id, skip, limit - len(page)))
+                page += list(done_units(conn, run_id, skip, limit - len(page)))
         finally:
             conn.close()
         return {"units": page, "total": total, "offset": offset, "limit": limit}
@@ -178,7 +171,20 @@ class StoreReader:
         return self.run(run_id)
 
 
-def _run_summary(row: tuple, stale_after: float) -> dict[str, Any]:
+def run_filter(state: str | None, stale_after: float) -> tuple[list[str], list]:
+    """SQL conditions (and their arguments) on ``runs`` for runs in ``state`` as readers
+    see it: "lost" is a live state whose kernel stopped writing ``stale_after`` ago."""
+    fresh = time.time() - stale_after
+    if state == "lost":
+        return [f"{_IS_LIVE} AND updated < ?"], [*LIVE_RUN_STATES, fresh]
+    if state in LIVE_RUN_STATES:
+        return ["state = ? AND updated >= ?"], [state, fresh]
+    if state is not None:
+        return ["state = ?"], [state]
+    return [], []
+
+
+def run_summary(row: tuple, stale_after: float) -> dict[str, Any]:
     (id, name, notebook, host, kernel_pid, cluster, counts, total, reused, state, note, error,
      submitted, started, ended, updated, cancel_requested, cancel_reason) = row
     now = time.time()
@@ -192,19 +198,29 @@ def _run_summary(row: tuple, stale_after: float) -> dict[str, Any]:
             "cancel_requested": cancel_requested is not None, "cancel_reason": cancel_reason}
 
 
-def _failure(row: tuple) -> dict[str, Any]:
+def failure_record(row: tuple) -> dict[str, Any]:
     task, node, unit, input, error, tb, engine, host, pid, when = row
     return {"task": task, "node": node, "unit": unit, "key": None, "state": "failed", "input": input,
             "engine": engine, "host": host, "pid": pid, "start": None, "end": when, "duration": None,
             "attempts": None, "stdout": "", "stderr": "", "error": error, "traceback": tb}
 
 
-def _done_units(conn: sqlite3.Connection, run_id: str, skip: int, limit: int) -> Iterator[dict[str, Any]]:
+def done_units(conn: sqlite3.Connection, run_id: str, skip: int, limit: int) -> Iterator[dict[str, Any]]:
+    """A page of a run's done units, in input order, as the server shows them."""
+    for unit, _, _ in done_unit_rows(conn, run_id, skip, limit):
+        yield unit
+
+
+def done_unit_rows(conn: sqlite3.Connection, run_id: str, skip: int = 0,
+                   limit: int | None = None) -> Iterator[tuple[dict[str, Any], int, int]]:
+    """Done units as ``done_units`` gives them, each with where its result is: the
+    stored chunk outcome (a ``blobs`` id) and the unit's position among its values."""
     rows = conn.execute(
         "SELECT task, node, request_key, start, stop, label, done, skip, attempts, engine, host, pid, t0, ends, "
-        "stdout, stderr, marks FROM parts WHERE run = ? ORDER BY node, request_seq, start", (run_id,))
+        "stdout, stderr, marks, blob, offset FROM parts WHERE run = ? ORDER BY node, request_seq, start",
+        (run_id,))
     for (task, node, key, start, stop, label, done, skips, attempts, engine, host, pid, t0, ends_blob,
-         stdout, stderr, marks) in rows:
+         stdout, stderr, marks, blob, offset) in rows:
         if skip >= done:  # page past this part without expanding it
             skip -= done
             continue
@@ -221,11 +237,17 @@ def _done_units(conn: sqlite3.Connection, run_id: str, skip: int, limit: int) ->
                 continue
             out, err = texts.get(pos, ("", ""))
             index = start + pos
-            yield {"task": task, "node": node, "unit": label if label is not None else index,
-                   "key": f"{key}/{index}", "state": "done", "input": None, "engine": engine, "host": host,
-                   "pid": pid, "start": t0 + ends[pos], "end": t0 + ends[pos + 1],
-                   "duration": ends[pos + 1] - ends[pos], "attempts": tries.get(pos, 1),
-                   "stdout": out, "stderr": err, "error": None, "traceback": None}
-            limit -= 1
-            if limit == 0:
-                return
+            yield ({"task": task, "node": node, "unit": label if label is not None else index,
+                    "key": f"{key}/{index}", "state": "done", "input": None, "engine": engine, "host": host,
+                    "pid": pid, "start": t0 + ends[pos], "end": t0 + ends[pos + 1],
+                    "duration": ends[pos + 1] - ends[pos], "attempts": tries.get(pos, 1),
+                    "stdout": out, "stderr": err, "error": None, "traceback": None}, blob, offset + pos)
+            if limit is not None:
+                limit -= 1
+                if limit == 0:
+                    return
+
+
+def _has_column(conn: sqlite3.Connection, table: str, column: str) -> bool:
+    """A store of an older schema, read where it cannot be upgraded, lacks newer columns."""
+    return any(row[1] == column for row in conn.execute(f"PRAGMA table_info({table})"))

@@ -26,13 +26,17 @@ import time
 import warnings
 import weakref
 from array import array
-from dataclasses import dataclass
 from typing import Any
 
 from ..core.freeing import give_back_free_memory
-from ..core.serialize import Pickled, split
+from ..core.serialize import Pickled, dump, find_unpicklable, split
+from ..core.explain import Reasons
+from ..core.fingerprint import unit_digests
+from .housekeeping import SizeLimit
 from .keys import leaf_digest, request_key
+from .lookup import Found, Leaf, fresh_reason, look_up
 from .location import MEMORY, resolve
+from .results import UnpicklableResult
 from .rows import Tracked, write_cluster, write_run
 from .schema import connect, open_database
 
@@ -46,18 +50,6 @@ LARGE = 1 << 20     # result blobs bigger than this go to files beside the datab
 
 
 _FINISHED = object()  # queued when a run ends: write its final state now
-
-
-@dataclass
-class Found:
-    """A stored stretch of finished units of one request (from an earlier run)."""
-    start: int
-    stop: int
-    offset: int
-    skip: frozenset
-    engine: int | None
-    blob: int
-    outcome: Any
 
 
 class Store:
@@ -75,6 +67,15 @@ class Store:
                 store = cls._instances[path] = cls(path)
             return store
 
+    @classmethod
+    def written(cls, where: "str | os.PathLike[str] | None" = None) -> None:
+        """Wait until what this process queued for the store at ``where`` is written
+        (so a reader in this process sees its runs); nothing if it records none there."""
+        with cls._instances_lock:
+            store = cls._instances.get(resolve(where))
+        if store is not None and not store._closed:
+            store.flush()
+
     def __init__(self, path: str) -> None:
         self.path = path
         self.warning: str | None = None  # why this store keeps its records in memory only
@@ -84,7 +85,9 @@ class Store:
         self._clusters: "weakref.WeakSet[Any]" = weakref.WeakSet()
         self._pending: collections.Counter[str] = collections.Counter()  # request key -> parts queued
         self._pending_lock = threading.Lock()
-        self._leaves: dict[tuple, bytes] = {}
+        self._leaves: dict[tuple, Leaf] = {}  # (run, node) -> the leaf its requests ran
+        #: (run, leaf key) whose leaf row is written, and request keys whose units are
+        self._noted: set[Any] = set()
         #: outcome id -> (outcome, blob id) within one batch: a chunk's parts share one blob
         self._blobs: dict[int, tuple[Any, int]] = {}
         self._closed = False
@@ -111,6 +114,7 @@ class Store:
         warnings.warn(self.warning, RuntimeWarning, stacklevel=2)
         self._write = open_database(MEMORY)
         self._read = self._write
+        self._noted.clear()
         with self._runs_lock:
             for tracked in self._runs.values():
                 tracked.written, tracked.failures = None, 0
@@ -129,45 +133,55 @@ class Store:
         return None if self.in_memory else self.path + "-results"
 
     # -- what core calls (dispatch thread) ------------------------------------------------
-    def key(self, request: Any) -> str | None:
-        """The key of a request: its leaf's code and parameters, and its inputs."""
-        ident = (request.run.id, request.node.id)
-        leaf = self._leaves.get(ident)
-        if leaf is None:
-            try:
-                leaf = leaf_digest(request.node.task, request.mode, request.params, request.extra)
-                backend = request.run.backend  # a core.run.Backend
-                if backend is not None:  # results may read shared values (nt.shared)
-                    leaf += backend.shared_digest()
-            except Exception:
-                log.debug("nbtasks: no key for %r", request.node.name, exc_info=True)
-                return None
-            self._leaves[ident] = leaf
-        return request_key(leaf, request.inputs)
-
-    def reuse(self, key: str) -> list[Found]:
-        """Finished stretches of units recorded under ``key``, newest first."""
+    def lookup(self, request: Any, reuse: bool) -> tuple[list[Found], dict[str, int]]:
+        """Key ``request``; with ``reuse``, the units an earlier run finished and why the
+        others run (see ``lookup.py``)."""
+        n = len(request.inputs)
+        leaf = self._leaf(request)
+        request.leaf = None if leaf is None else leaf.key
+        request.key = None if leaf is None else request_key(leaf.digest, request.inputs)
+        if request.key is None:
+            return [], {Reasons.UNKEYED: n}
+        if not reuse:
+            return [], {}
         with self._pending_lock:
-            pending = self._pending.get(key, 0)
+            pending = self._pending.get(request.key, 0) + self._pending.get(leaf.key, 0)
         if pending:
             self.flush()
         try:
             with self._read_lock, self._guard():  # dispatch threads of several clusters
-                rows = self._read.execute(
-                    "SELECT p.start, p.stop, p.offset, p.skip, p.engine, p.blob, b.data, b.path "
-                    "FROM parts p JOIN blobs b ON b.id = p.blob WHERE p.request_key = ? ORDER BY p.id DESC",
-                    (key,)).fetchall()
+                found, why, fresh = look_up(self._read, request, leaf, self._load)
+            if fresh:
+                if leaf.fresh is None:  # once per run and leaf: earlier runs' records written first
+                    self.flush()
+                    with self._read_lock, self._guard():
+                        leaf.fresh = fresh_reason(self._read, leaf)
+                why[leaf.fresh] = why.get(leaf.fresh, 0) + fresh
+            return found, why
         except sqlite3.Error:
             log.warning("nbtasks: reading the run store failed; running every unit", exc_info=True)
-            return []
-        outcomes: dict[int, Any] = {}
-        found = []
-        for start, stop, offset, skip, engine, blob, data, path in rows:
-            if blob not in outcomes:
-                outcomes[blob] = self._load(data, path)
-            if outcomes[blob] is not None:
-                found.append(Found(start, stop, offset, frozenset(json.loads(skip)), engine, blob, outcomes[blob]))
-        return found
+            return [], {"the run store could not be read": n}
+
+    def _leaf(self, request: Any) -> Leaf | None:
+        """The request's leaf, once per run and node: code, parameters, shared values."""
+        ident = (request.run.id, request.node.id)
+        leaf = self._leaves.get(ident)
+        if leaf is None:
+            try:
+                parts: dict[str, Any] = {}
+                digest = leaf_digest(request.node.task, request.mode, request.params, request.extra, parts)
+                backend = request.run.backend  # a core.run.Backend
+                shared = backend.shared_digests() if backend is not None else {}
+                h = hashlib.blake2b(digest_size=16)  # results may read shared values (nt.shared)
+                for name, value in shared.items():
+                    h.update(name.encode() + b"\0" + value)
+                parts["shared"] = {name: value[:8].hex() for name, value in shared.items()}
+                digest += h.digest()
+            except Exception:
+                log.debug("nbtasks: no key for %r", request.node.name, exc_info=True)
+                return None
+            leaf = self._leaves[ident] = Leaf(digest, digest.hex(), request.node.name, parts)
+        return leaf
 
     def _load(self, data: bytes | None, path: str | None) -> Any:
         try:
@@ -195,10 +209,11 @@ class Store:
     def record(self, run: Any, part: Any, payload: Pickled | None = None, blob: int | None = None) -> None:
         """Queue a finished part of a chunk (``payload``: the chunk's pickled outcome, which
         no one changes any more, or ``blob``: the stored one it was taken from)."""
-        key = part.request.key
-        if key is not None:
+        req = part.request
+        if req.key is not None:
             with self._pending_lock:
-                self._pending[key] += 1
+                self._pending[req.key] += 1
+                self._pending[req.leaf] += 1  # a later lookup of the leaf waits for it too
         self._queue.put((run.id, part, payload, blob))
 
     def flush(self, timeout: float = 30.0) -> bool:
@@ -224,7 +239,9 @@ class Store:
         trim = False
         parts: list[tuple] = []
         since = 0.0  # when the oldest part in ``parts`` came
+        size_limit = SizeLimit(self.path)  # housekeeping: results stay under the store's size limit
         while True:
+            wrote = False
             try:
                 item = self._queue.get(timeout=SYNC_EVERY)
             except queue.Empty:
@@ -252,11 +269,17 @@ class Store:
                 self._write_batch(parts, sync)
                 parts = []
                 trim = not self._busy()
+                wrote = True
             elif sync:
                 self._write_batch([], True)
             if sync:
                 last_sync = now
                 self._check_cancels()
+            if wrote or _FINISHED in items:  # over the limit: the oldest runs' results go, not this kernel's
+                with self._runs_lock:
+                    running = list(self._runs)
+                with self._guard():
+                    size_limit.after_write(self._write, self.results_dir, running)
             # hold nothing written while waiting for more: a part holds its run, and a run
             # every result of it (arrays, maybe GBs)
             item = items = fresh = None
@@ -288,11 +311,11 @@ class Store:
             if parts:
                 with self._pending_lock:
                     for _, part, _, _ in parts:
-                        key = part.request.key
-                        if key is not None:
-                            self._pending[key] -= 1
-                            if self._pending[key] <= 0:
-                                del self._pending[key]
+                        if part.request.key is not None:
+                            for key in (part.request.key, part.request.leaf):
+                                self._pending[key] -= 1
+                                if self._pending[key] <= 0:
+                                    del self._pending[key]
 
     def _transaction(self, parts: list[tuple], sync: bool) -> None:
         with self._guard():
@@ -365,13 +388,30 @@ class Store:
             stderr.append(se)
             o, e = o + len(so), e + len(se)
         label = req.unit if req.unit is not None and len(req.inputs) == 1 else None
+        if req.key is not None:
+            self._note_request(conn, run_id, req)
         conn.execute(
-            "INSERT INTO parts (run, node, task, request_key, request_seq, start, stop, offset, label, done, "
-            "skip, attempts, engine, host, pid, t0, ends, stdout, stderr, marks, blob) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (run_id, req.node.id, req.node.name, req.key or "", req.seq, part.start, part.stop, off, label,
+            "INSERT INTO parts (run, node, task, request_key, leaf_key, request_seq, start, stop, offset, label, "
+            "done, skip, attempts, engine, host, pid, t0, ends, stdout, stderr, marks, blob) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (run_id, req.node.id, req.node.name, req.key or "", req.leaf, req.seq, part.start, part.stop, off, label,
              n - len(skip), json.dumps(skip), json.dumps(attempts), part.engine, out.host, out.pid, out.t0,
              ends.tobytes(), "".join(stdout), "".join(stderr), json.dumps(marks), blob))
+
+    def _note_request(self, conn: sqlite3.Connection, run_id: str, req: Any) -> None:
+        """The leaf a part ran (what it was made of, for a later run's explanation) and, for
+        a request of many units, each unit's input digest (found again in a changed list);
+        once per request, here on the store thread, never on a run's path."""
+        leaf = self._leaves.get((run_id, req.node.id))
+        if leaf is not None and (run_id, leaf.key) not in self._noted:
+            conn.execute("INSERT INTO leaves (key, task, parts, seen) VALUES (?, ?, ?, ?) ON CONFLICT (key) "
+                         "DO UPDATE SET seen = excluded.seen", (leaf.key, leaf.task, json.dumps(leaf.parts),
+                                                                  time.time()))
+            self._noted.add((run_id, leaf.key))
+        if len(req.inputs) > 1 and req.leaf is not None and req.key not in self._noted:
+            conn.execute("INSERT OR IGNORE INTO requests (key, leaf_key, units) VALUES (?, ?, ?)",
+                         (req.key, req.leaf, unit_digests(req.inputs)))
+            self._noted.add(req.key)
 
     def _sync_runs(self, conn: sqlite3.Connection) -> None:
         now = time.time()
@@ -381,11 +421,28 @@ class Store:
             run = t.run
             settled = run.settled  # before the snapshot: a run finishing in between is written next time
             state = write_run(conn, t, now)
+            if state == "done" and not t.result_written and run.done():  # done(): its result is set
+                self._write_result(conn, run)
+                t.result_written = True
             if settled and t.written is not None and t.written[0] == state:
                 with self._runs_lock:
                     self._runs.pop(run.id, None)
                 for ident in [k for k in self._leaves if k[0] == run.id]:
                     del self._leaves[ident]
+                self._noted -= {k for k in self._noted if isinstance(k, tuple) and k[0] == run.id}
+
+    def _write_result(self, conn: sqlite3.Connection, run: Any) -> None:
+        """The run's result, pickled like chunk outcomes, for a later kernel (``nt.runs``);
+        one that cannot be pickled is kept as what says why."""
+        result = run.result(0)
+        try:
+            payload = dump(result, f"the result of run {run.id}")
+        except Exception as exc:
+            path, culprit = find_unpicklable(result)
+            result = UnpicklableResult(f"{type(culprit).__name__} object{f' ({path})' if path else ''} cannot be "
+                                       f"pickled: {exc.__cause__ or exc}")
+            payload = split(result)
+        conn.execute("UPDATE runs SET result_blob = ? WHERE id = ?", (self._blob(conn, result, payload), run.id))
 
     def _sync_clusters(self, conn: sqlite3.Connection) -> None:
         """Engines of the clusters this kernel uses; a stopped cluster's row goes away."""

@@ -39,13 +39,14 @@ def _notebook() -> str | None:
 class Tracked:
     """A run being recorded, and what of it was written last."""
 
-    __slots__ = ("run", "written", "beat", "failures")
+    __slots__ = ("run", "written", "beat", "failures", "result_written")
 
     def __init__(self, run: Any) -> None:
         self.run = run
         self.written: tuple | None = None  # (state, note, tree, reused) as last written
         self.beat = 0.0  # when its row was last written
         self.failures = 0  # how many of its failed units are written
+        self.result_written = False  # its result is in ``runs.result_blob``
 
 
 def write_run(conn: sqlite3.Connection, t: Tracked, now: float) -> str:
@@ -68,15 +69,15 @@ def write_run(conn: sqlite3.Connection, t: Tracked, now: float) -> str:
         params = {k: short_repr(v, limit=_INPUT_REPR) for k, v in run.params.items()}
         conn.execute(
             "INSERT INTO runs (id, name, notebook, host, kernel_pid, cluster, params, tree, counts, total, "
-            "reused, state, note, error, submitted, started, ended, updated) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+            "reused, state, note, error, submitted, started, ended, updated, explain) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
             "tree = excluded.tree, counts = excluded.counts, total = excluded.total, "
             "reused = excluded.reused, state = excluded.state, note = excluded.note, "
             "error = excluded.error, started = excluded.started, ended = excluded.ended, "
-            "updated = excluded.updated, cluster = excluded.cluster",
+            "updated = excluded.updated, cluster = excluded.cluster, explain = excluded.explain",
             (run.id, run.task.name, _notebook(), socket.gethostname(), os.getpid(), cluster,
              json.dumps(params), sig[2], json.dumps(counts), total(counts), run.reused, state, snap["note"],
-             error, run.created, run.started, run.finished, now))
+             error, run.created, run.started, run.finished, now, json.dumps(run.explain().to_record())))
         t.written, t.beat = sig, now
     failures = run.failures_since(t.failures)
     if failures:
