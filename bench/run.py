@@ -53,7 +53,8 @@ GROUPS = {"tiny": tiny.PLAN, "store-overhead": tiny.STORE_PLAN, "cpu": cpu.PLAN,
 PLAN = [name for plan in GROUPS.values() for name in plan]
 OPT_IN = [*data.PLAN, *scale.PLAN]  # minutes each: not in the default run (--all, or --only them)
 SECTIONS = [("1. Tiny units", tiny.PLAN, tiny.table),
-            ("1b. What the run store costs", tiny.STORE_PLAN, tiny.store_table),
+            ("1b. What the run store costs", ["store-overhead"], tiny.store_table),
+            ("1c. Reruns that find their units", ["store-rerun"], tiny.rerun_table),
             ("2. CPU-bound", cpu.PLAN, cpu.table),
             ("3. Cold start", startup.COLD_PLAN, startup.cold_table),
             ("3b. Round trip on a running cluster", startup.RTT_PLAN, startup.rtt_table),

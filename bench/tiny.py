@@ -39,9 +39,10 @@ from common import (
 TINY_RATE_TARGET = 1_500_000  # units/s
 TINY_VS_JOBLIB_TARGET = 3.5
 STORE_OVERHEAD_TARGET = 0.10
+LOOKUP_TARGET = 2.0  # a rerun that finds every unit one by one, against running them all
 
 PLAN = ["tiny-serial", "tiny-nbtasks", "tiny-joblib", "tiny-ipp-chunk1000", "tiny-ipp-default"]
-STORE_PLAN = ["store-overhead"]
+STORE_PLAN = ["store-overhead", "store-rerun"]
 WORKERS: dict[str, Worker] = {}
 worker = registrar(WORKERS)
 
@@ -88,6 +89,39 @@ def store_overhead(args: argparse.Namespace) -> Result:
                     writing.append(time.perf_counter() - t1)
     return {"units": args.units, "best": min(recorded), "times": recorded, "nostore_best": min(unrecorded),
             "nostore_times": unrecorded, "writing_median": statistics.median(writing), "peak_mb": peak_mb()}
+
+
+@worker("store-rerun")
+def store_rerun(args: argparse.Namespace) -> Result:
+    """Reruns that find their units in the store: the same list (one key for the whole
+    list), and the list with one input more (each unit found by its own input's digest,
+    one unit runs), beside running the grown list with no store at all. Each repeat starts
+    on a fresh store file, its first run recorded and written before the reruns."""
+    import tempfile
+
+    import nbtasks as nt
+    from nbtasks.store.recorder import Store
+
+    task = nt.ParallelTask(noop)
+    same, grown, bare = [], [], []
+    with nbtasks_cluster() as cluster, tempfile.TemporaryDirectory() as where:
+        tiny_run(cluster, 1000, False)
+        for i in range(args.repeats):
+            path = f"{where}/rerun{i}.db"
+            inputs = list(range(args.units))
+            task.submit(inputs, cluster=cluster, store=path, progress=False).result()
+            Store.at(path).flush()
+            for times, todo, store in ((grown, inputs + [args.units], path), (same, inputs, path),
+                                       (bare, inputs + [args.units], False)):
+                t0 = time.perf_counter()
+                run = task.submit(todo, cluster=cluster, store=store, progress=False)
+                run.result()
+                times.append(time.perf_counter() - t0)
+                if store and run.reused != args.units:
+                    return {"error": f"a rerun reused {run.reused} units, not {args.units}"}
+            Store.at(path).close()
+    return {"units": args.units, "same": min(same), "grown": min(grown), "bare": min(bare),
+            "grown_times": grown, "bare_times": bare, "peak_mb": peak_mb()}
 
 
 @worker("tiny-ipp-default")
@@ -196,10 +230,30 @@ def store_table(results: dict[str, Result], args: argparse.Namespace) -> list[st
         f"median {r['writing_median'] * 1000:.0f} ms after each run, while no run was going."]
 
 
+def rerun_table(results: dict[str, Result], args: argparse.Namespace) -> list[str]:
+    r = results["store-rerun"]
+    lines = [f"### 1c. Reruns that find their units: {args.units:,} no-op units in the store", ""]
+    if "error" in r:
+        return lines + [r["error"].splitlines()[0]]
+    return lines + [
+        "| run | best (s) |", "|---|---:|",
+        f"| the same list again (one key for the whole list) | {r['same']:.3f} |",
+        f"| one input more: every unit found by its own input, one runs | {r['grown']:.3f} |",
+        f"| the grown list run in full, `store=False` | {r['bare']:.3f} |",
+        "",
+        f"Finding {args.units:,} units one by one takes {r['grown'] / r['bare']:.2f} x the time of running "
+        "them all as no-ops; any unit that does real work makes the rerun the cheaper one."]
+
+
+def lookup_ratio(result: Result) -> float | None:
+    return None if "error" in result else result["grown"] / result["bare"]
+
+
 def targets(results: dict[str, Result], args: argparse.Namespace) -> list[Target]:
     """(target, the measurements it reads, what was measured, met?); None: not measured."""
     ours, joblib = rate(results["tiny-nbtasks"]), rate(results["tiny-joblib"])
     overhead = store_slowdown(results["store-overhead"])
+    lookup = lookup_ratio(results["store-rerun"])
     return [
         (f"tiny units: >= {TINY_RATE_TARGET / 1e6:g} M units/s (store on)", ["tiny-nbtasks"],
          "error" if ours is None else f"{ours:,.0f} units/s",
@@ -211,4 +265,7 @@ def targets(results: dict[str, Result], args: argparse.Namespace) -> list[Target
          "error" if overhead is None else
          f"{overhead * 100:+.1f}% (best of {len(results['store-overhead']['times'])} alternated runs each)",
          None if overhead is None else overhead < STORE_OVERHEAD_TARGET),
+        (f"rerun with one input more: finding {args.units:,} units one by one <= {LOOKUP_TARGET:g} x running "
+         "them (no-ops)", ["store-rerun"],
+         "error" if lookup is None else f"{lookup:.2f} x", None if lookup is None else lookup <= LOOKUP_TARGET),
     ]
