@@ -142,6 +142,20 @@ class EnginesHandler(NbtasksHandler):
         await self.answer(self.service.clusters())
 
 
+class StoreHandler(NbtasksHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        await self.answer(self.service.usage())
+
+
+class PruneHandler(NbtasksHandler):
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        await self.answer(self.service.prune(self.check(query.prune_request, self.request.body)))
+
+
 class NotFoundHandler(NbtasksHandler):
     """Any other path under the API: a JSON 404 (after the same authentication)."""
 
@@ -168,6 +182,8 @@ def handlers(base_url: str, service: RunService) -> list[tuple[str, type, dict[s
         (rf"/runs/{_ID}/units", UnitsHandler),
         (rf"/runs/{_ID}/cancel", CancelHandler),
         (r"/engines", EnginesHandler),
+        (r"/store", StoreHandler),
+        (r"/store/prune", PruneHandler),
         (r"/.*", NotFoundHandler),
     ]
     return [(root + pattern, cls, kwargs) for pattern, cls in table]

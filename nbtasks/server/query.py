@@ -19,7 +19,8 @@ from .errors import BadRequest
 
 __all__ = [
     "RUN_ID", "MAX_LIMIT", "MAX_OFFSET", "MAX_NOTEBOOK", "MAX_REASON", "DEFAULT_REASON",
-    "RunsQuery", "UnitsQuery", "run_id", "runs_query", "units_query", "cancel_reason",
+    "RunsQuery", "UnitsQuery", "PruneRequest", "run_id", "runs_query", "units_query", "cancel_reason",
+    "prune_request", "MAX_NAME", "MAX_AGE",
 ]
 
 #: run ids are 12 hex digits today; any short word of letters, digits, ``_`` and ``-`` is allowed
@@ -28,6 +29,8 @@ MAX_LIMIT = 1000
 MAX_OFFSET = 1_000_000_000
 MAX_NOTEBOOK = 4096
 MAX_REASON = 500
+MAX_NAME = 500
+MAX_AGE = 100 * 365 * 86400  # seconds: a century
 DEFAULT_REASON = "cancelled from JupyterLab"
 
 _DIGITS = re.compile(r"[0-9]{1,10}")  # no sign, blanks or ``1_000``, which int() would take
@@ -49,6 +52,12 @@ class UnitsQuery:
     state: str | None
     limit: int
     offset: int
+
+
+@dataclass(frozen=True)
+class PruneRequest:
+    older_than: float | None  # seconds
+    name: str | None
 
 
 def run_id(text: str) -> str:
@@ -95,14 +104,7 @@ def cancel_reason(body: bytes) -> str:
     """The reason from an optional ``{"reason": "..."}`` body; an empty body gives the default."""
     if not body.strip():
         return DEFAULT_REASON
-    try:
-        model = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:  # JSONDecodeError is a ValueError
-        raise BadRequest(f"the body is not JSON: {exc}") from None
-    except RecursionError:
-        raise BadRequest("the body is nested too deeply") from None
-    if not isinstance(model, dict):
-        raise BadRequest('the body must be a JSON object like {"reason": "..."}')
+    model = _json_object(body, '{"reason": "..."}')
     extra = sorted(set(model) - {"reason"})
     if extra:
         raise BadRequest(f"unknown field(s) in the body: {', '.join(map(_show, extra))} (only reason)")
@@ -112,6 +114,36 @@ def cancel_reason(body: bytes) -> str:
     if not isinstance(reason, str) or len(reason) > MAX_REASON:
         raise BadRequest(f"reason must be a text of at most {MAX_REASON} characters")
     return reason.strip() or DEFAULT_REASON
+
+
+def _json_object(body: bytes, example: str) -> dict:
+    try:
+        model = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:  # JSONDecodeError is a ValueError
+        raise BadRequest(f"the body is not JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest("the body is nested too deeply") from None
+    if not isinstance(model, dict):
+        raise BadRequest(f"the body must be a JSON object like {example}")
+    return model
+
+
+def prune_request(body: bytes) -> PruneRequest:
+    """``{"older_than": seconds, "name": "task"}`` of ``POST store/prune``: at least one of them."""
+    example = '{"older_than": 2592000} or {"name": "parallel(simulate)"}'
+    model = _json_object(body, example) if body.strip() else {}
+    extra = sorted(set(model) - {"older_than", "name"})
+    if extra:
+        raise BadRequest(f"unknown field(s) in the body: {', '.join(map(_show, extra))} (only older_than, name)")
+    older_than, name = model.get("older_than"), model.get("name")
+    if older_than is None and name is None:
+        raise BadRequest(f"say which runs to remove: {example}")
+    if older_than is not None and (isinstance(older_than, bool) or not isinstance(older_than, (int, float))
+                                   or not 0 <= older_than <= MAX_AGE):
+        raise BadRequest(f"older_than must be a number of seconds from 0 to {MAX_AGE}")
+    if name is not None and (not isinstance(name, str) or not 1 <= len(name) <= MAX_NAME):
+        raise BadRequest(f"name must be a task's name, a text of 1 to {MAX_NAME} characters")
+    return PruneRequest(None if older_than is None else float(older_than), name)
 
 
 def _show(text: str) -> str:

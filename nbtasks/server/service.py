@@ -14,9 +14,10 @@ import sqlite3
 from typing import Any, Callable
 
 from .._version import __version__
+from ..store.housekeeping import prune, usage
 from ..store.reader import LIVE_RUN_STATES, StoreReader
 from .errors import Conflict, NotFound, StoreUnavailable
-from .query import RunsQuery, UnitsQuery
+from .query import PruneRequest, RunsQuery, UnitsQuery
 
 __all__ = ["RunService", "LIVE_STATES"]
 
@@ -88,6 +89,24 @@ class RunService:
     async def clusters(self) -> dict[str, Any]:
         """The clusters kernels reported, with their engines."""
         return {"clusters": await self._call(self.reader.clusters)}
+
+    async def usage(self) -> dict[str, Any]:
+        """How much the store holds (bytes of results, runs) and its size limit."""
+        try:
+            held = await self._call(usage, self.store_path)
+        except ValueError as exc:  # not a store of ours, or a bad $NBTASKS_STORE_LIMIT in the server's environment
+            raise StoreUnavailable(str(exc)) from None
+        return {"store": held.path, "runs": held.runs, "results": held.results, "database": held.database,
+                "limit": held.limit}
+
+    async def prune(self, request: PruneRequest) -> dict[str, Any]:
+        """Remove whole runs by age and/or task name; live runs stay."""
+        try:
+            pruned = await self._call(prune, older_than=request.older_than, name=request.name,
+                                      store=self.store_path)
+        except ValueError as exc:  # the store cannot be pruned: in memory, or not a store of ours
+            raise Conflict(str(exc)) from None
+        return {"runs": list(pruned.runs), "bytes": pruned.bytes, "live": pruned.live}
 
 
 def _finished(run: dict[str, Any]) -> str:

@@ -23,7 +23,8 @@ OPERATIONS = sorted(
 
 def test_operations_listed():
     assert ("POST", f"runs/{RUN}/cancel") in OPERATIONS and ("GET", "engines") in OPERATIONS
-    assert len(OPERATIONS) == 7
+    assert ("GET", "store") in OPERATIONS and ("POST", "store/prune") in OPERATIONS
+    assert len(OPERATIONS) == 9
 
 
 # -- authentication ------------------------------------------------------------------------------
@@ -161,7 +162,8 @@ async def test_bad_cancel_bodies(api, body, message):
 
 
 @pytest.mark.parametrize("method, path", [("POST", "runs"), ("GET", f"runs/{RUN}/cancel"),
-                                          ("DELETE", f"runs/{RUN}"), ("PUT", "engines")])
+                                          ("DELETE", f"runs/{RUN}"), ("PUT", "engines"),
+                                          ("GET", "store/prune"), ("POST", "store")])
 async def test_wrong_method_is_405(api, method, path):
     reply = await api(path, method=method, body=b"" if method in ("POST", "PUT") else None)
     assert reply.status == 405 and "message" in reply.body
