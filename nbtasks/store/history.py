@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterator
 
+from ..core.explain import Explanation
 from ..core.errors import NbtasksError, RemoteTraceback, RunFailed, UnitError
 from ..core.nodes import Node
 from ..core.records import UnitRecord
@@ -102,7 +103,7 @@ class Record:
     result_blob: int | None
     explain: str | None
     failures: list[dict[str, Any]]
-    stored: int               # done units whose records (and results) are in the store
+    stored: int               # of a lost run: done units whose records (and results) are in the store
 
 
 class History(StoreReader):
@@ -162,7 +163,10 @@ class History(StoreReader):
         failures = [failure_record(r) for r in conn.execute(
             "SELECT task, node, unit, input, error, traceback, engine, host, pid, time "
             "FROM failures WHERE run = ? ORDER BY id", (summary["id"],))]
-        stored = conn.execute("SELECT coalesce(sum(done), 0) FROM parts WHERE run = ?", (summary["id"],)).fetchone()[0]
+        stored = 0
+        if summary["state"] == LOST.value:  # what its kernel finished before it died
+            stored = conn.execute("SELECT coalesce(sum(done), 0) FROM parts WHERE run = ?",
+                                  (summary["id"],)).fetchone()[0]
         return Record(summary, json.loads(tree), json.loads(params), result_blob, explain, failures, stored)
 
     def blob(self, blob: int, what: str) -> Any:
@@ -241,7 +245,7 @@ class StoredRun(Run):
         self.cache = True
         self._root_units = None
         self._prequeued = None
-        self._chunks: list = []
+        self._chunks: list = []  # a live run's chunk records: a stored run has none (see chunks_since)
         self._error: BaseException | None = None
         self._end_observers: list = []
         self._progress_cond = threading.Condition()
@@ -274,7 +278,7 @@ class StoredRun(Run):
             self._failures = [_unit_error(f) for f in record.failures]
             self._explain = record.explain
             self._result_blob = record.result_blob
-            self._chunks = self.history.printed(self.id)
+            self._printed: list[Printed] | None = None  # read when a view asks (chunks_since)
             state = self._run_state = LOST if lost else RunState(s["state"])
             if state is RunState.FAILED or lost:
                 self._error = _lost(self, record) if lost else _run_error(self, s)
@@ -364,6 +368,12 @@ class StoredRun(Run):
         return self.done()  # nothing more comes of a stored run that ended
 
     # -- what was recorded ------------------------------------------------------------
+    def chunks_since(self, seen: int) -> list["Printed"]:
+        """What its units printed, per stored part (renderers read ``outcome.stdout``/``stderr``)."""
+        if self._printed is None or not self.done():
+            self._printed = self.history.printed(self.id)
+        return self._printed[seen:]
+
     def _stored_result(self) -> Any:
         if self._value is not _UNREAD:
             return self._value
@@ -403,14 +413,10 @@ class StoredRun(Run):
         self._follow(timeout)
         yield from sorted(self.units(results=True), key=lambda u: u.end or 0.0)
 
-    def explain(self) -> Any:
-        """Per task: how many units came from the store and why the others ran, as recorded."""
-        from ..core.explain import Explanation  # noqa: PLC0415  (the lead's module; a run's own explain)
-
-        if not self._explain:
-            raise LookupError(f"run {self.id} of {self.task.name!r} has no explanation in the store "
-                              "(it did not end, or an older nbtasks ran it)")
-        return Explanation.from_record(json.loads(self._explain))
+    def explain(self) -> Explanation:
+        """Per task: how many units came from the store and why the others ran, as recorded
+        (empty for a run an older nbtasks recorded, as for a live run that has not begun)."""
+        return Explanation.from_record(json.loads(self._explain) if self._explain else None)
 
 
 _UNREAD = object()
