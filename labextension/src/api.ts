@@ -7,10 +7,13 @@
 
 import type {
   EnginesReply,
+  PruneQuery,
+  PruneReply,
   RunDetail,
   RunPage,
   RunState,
   RunSummary,
+  StoreUsage,
   UnitPage
 } from './types';
 
@@ -129,6 +132,21 @@ export class TasksClient {
       { method: 'GET' },
       body => isObject(body) && Array.isArray(body.clusters)
     );
+  }
+
+  /** How much the run store holds, and its size limit. */
+  storeUsage(): Promise<StoreUsage> {
+    return this.call('store', { method: 'GET' }, body => isObject(body) && typeof body.results === 'number');
+  }
+
+  /** Removes whole runs (records and results) by age and/or task name; live runs stay. */
+  pruneRuns(query: PruneQuery): Promise<PruneReply> {
+    const init: RequestInit = {
+      method: 'POST',
+      body: JSON.stringify(query),
+      headers: { 'Content-Type': 'application/json' }
+    };
+    return this.call('store/prune', init, body => isObject(body) && Array.isArray(body.runs));
   }
 
   private async call<T>(path: string, init: RequestInit, valid: (body: unknown) => boolean): Promise<T> {

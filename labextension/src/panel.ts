@@ -5,6 +5,7 @@
  *
  *   Poller --tick--> TasksClient --> model (pure) --> RunListView | RunDetailsView
  *                                                 \-> ClusterSection
+ *                                                 \-> StoreSection (every STORE_EVERY ticks; prune)
  */
 
 import { Message } from '@lumino/messaging';
@@ -18,7 +19,8 @@ import { h, setText } from './dom';
 import { filterRuns, isLive, normalizeCounts, RUN_FILTERS, RunFilter, runRow, sortRuns } from './model';
 import { Poller } from './poller';
 import { RunListView } from './runlist';
-import { RunPage } from './types';
+import { StoreSection } from './store';
+import { PruneQuery, PruneReply, RunPage } from './types';
 
 export interface TasksPanelOptions {
   client: TasksClient;
@@ -35,6 +37,9 @@ type View =
   | { kind: 'details'; id: string; offset: number; failedSeen: number; unitsStale: boolean };
 
 type ErrorSource = 'runs' | 'run' | 'units' | 'cancel';
+
+/** The store's size changes slowly and costs the server a query: polled every this many ticks. */
+const STORE_EVERY = 5;
 
 export const EMPTY_TEXT = 'No runs yet. Submit a task from a notebook (task.submit(...)) and it shows up here.';
 
@@ -58,6 +63,8 @@ export class TasksPanel extends Widget {
   private readonly more = h('p', { class: 'nbtasks-more' });
   private readonly details: RunDetailsView;
   private readonly cluster = new ClusterSection();
+  private readonly store = new StoreSection({ prune: query => this.pruneRuns(query) });
+  private ticks = 0;
 
   constructor(options: TasksPanelOptions) {
     super();
@@ -106,7 +113,8 @@ export class TasksPanel extends Widget {
       h('header', { class: 'nbtasks-header' }, h('h2', { class: 'nbtasks-title', text: 'Tasks' })),
       this.errorBox,
       h('div', { class: 'nbtasks-body' }, this.listSection, this.details.node),
-      this.cluster.node
+      this.cluster.node,
+      this.store.node
     );
     this.showView();
   }
@@ -178,7 +186,26 @@ export class TasksPanel extends Widget {
 
   private async tick(): Promise<void> {
     const view = this.view;
-    await Promise.all([view.kind === 'list' ? this.pollRuns() : this.pollRun(view), this.pollEngines()]);
+    const store = this.ticks++ % STORE_EVERY === 0 ? this.pollStore() : null;
+    await Promise.all([view.kind === 'list' ? this.pollRuns() : this.pollRun(view), this.pollEngines(), store]);
+  }
+
+  private async pollStore(): Promise<void> {
+    try {
+      this.store.update(await this.client.storeUsage());
+    } catch (error) {
+      this.store.showError(describeError(error));
+    }
+  }
+
+  /** Removes runs through the server; the list and the store's size follow at once. */
+  private async pruneRuns(query: PruneQuery): Promise<PruneReply> {
+    try {
+      return await this.client.pruneRuns(query);
+    } finally {
+      this.ticks = 0;
+      this.poller.refresh();
+    }
   }
 
   private async pollRuns(): Promise<void> {

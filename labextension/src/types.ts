@@ -123,3 +123,32 @@ export interface ClusterInfo {
 export interface EnginesReply {
   clusters: ClusterInfo[];
 }
+
+/** `GET store`: how much the run store holds. */
+export interface StoreUsage {
+  store: string;
+  runs: number;
+  /** Bytes of results kept (database and files). */
+  results: number;
+  /** Bytes of the database file and its write-ahead log. */
+  database: number;
+  /** Bytes of results allowed; null: no limit. */
+  limit: number | null;
+}
+
+/** `POST store/prune`: which runs to remove (at least one of the two). */
+export interface PruneQuery {
+  /** Seconds: runs submitted longer ago than this. */
+  older_than?: number;
+  /** Only runs of this task. */
+  name?: string;
+}
+
+export interface PruneReply {
+  /** Ids of the runs removed. */
+  runs: string[];
+  /** Bytes of results removed. */
+  bytes: number;
+  /** Runs that matched but are live, so kept. */
+  live: number;
+}
