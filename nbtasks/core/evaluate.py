@@ -34,7 +34,7 @@ class UnitRequest:
     """Run a leaf node on a list of inputs; one entry per unit in ``results``."""
 
     __slots__ = ("evaluation", "node", "seq", "unit", "within", "mode", "params", "extra", "inputs", "results",
-                 "remaining", "failed", "on_done", "tries", "key", "leaf", "todo")
+                 "remaining", "failed", "on_done", "tries", "key", "leaf", "digests", "todo")
 
     def __init__(self, evaluation: "Evaluation", node: Node, inputs: list,
                  on_done: Callable[["UnitRequest"], None], mode: str = "call", extra: tuple = (),
@@ -59,6 +59,7 @@ class UnitRequest:
         self.tries: dict[int, dict[str, int]] = {}
         self.key: str | None = None  # in the run store: task code + parameters + inputs
         self.leaf: str | None = None  # and task code + parameters + shared values alone
+        self.digests: bytes | None = None  # the store's digest of each input, when taken at once
         #: the (start, stop) stretches still to run, when some units were found in the store
         self.todo: list[tuple[int, int]] | None = None
 

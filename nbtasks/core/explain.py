@@ -25,9 +25,9 @@ class Reasons:
     FAILED_BEFORE = "failed before"
     DROPPED = "result dropped by the store's size limit"
     UNREADABLE = "stored result could not be read"
-    CACHE_OFF_RUN = "cache turned off (submit(cache=False))"
-    CACHE_OFF_TASK = "cache turned off (the task has cache=False)"
-    NO_STORE = "no run store (store=False)"
+    CACHE_OFF_RUN = "cache turned off: submit(cache=False)"
+    CACHE_OFF_TASK = "cache turned off: the task has cache=False"
+    NO_STORE = "no run store: store=False"
     UNKEYED = "input or parameters cannot be pickled to compare"
 
 

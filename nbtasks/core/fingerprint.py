@@ -27,7 +27,7 @@ from typing import Any, Iterable
 
 from .serialize import OUT_OF_BAND
 
-__all__ = ["digest", "feed", "holds_paths", "unit_digests", "content_of", "UNIT_DIGEST"]
+__all__ = ["digest", "feed", "holds_paths", "unit_digests", "unit_digests_if_changeable", "content_of", "UNIT_DIGEST"]
 
 UNIT_DIGEST = 8  # bytes per unit: collisions among a store's units are out of reach (2**64)
 _PLAIN = frozenset({int, float, str, bytes, bool, type(None)})
@@ -146,6 +146,16 @@ def unit_digests(items: Iterable[Any]) -> bytes:
         except OverflowError:
             pass
     return b"".join([_unit_digest(item) for item in items])
+
+
+def unit_digests_if_changeable(items: Any) -> bytes | None:
+    """``unit_digests(items)`` now, unless every item is a plain value that cannot change
+    (then None: they may be taken later, off the caller's path). A list of dicts can be
+    changed in place and a file edited after the run: their digests must be of the
+    inputs as the units got them."""
+    if isinstance(items, range) or all(type(item) in _PLAIN for item in items):
+        return None
+    return unit_digests(items)
 
 
 def _unit_digest(item: Any) -> bytes:

@@ -167,7 +167,7 @@ def _by_unit(conn: sqlite3.Connection, request: Any, leaf: Leaf, units: _Units) 
                             "ORDER BY rowid DESC LIMIT ?", (leaf.key, request.key, RECENT_REQUESTS)).fetchall()
     if not requests:
         return
-    mine = memoryview(unit_digests(request.inputs)).cast("Q").tolist()
+    mine = memoryview(request.digests or unit_digests(request.inputs)).cast("Q").tolist()
     for key, digests in requests:  # newest first
         stored = memoryview(digests).cast("Q").tolist()
         index = dict(zip(stored, range(len(stored))))

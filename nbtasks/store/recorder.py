@@ -31,7 +31,7 @@ from typing import Any
 from ..core.freeing import give_back_free_memory
 from ..core.serialize import Pickled, dump, find_unpicklable, split
 from ..core.explain import Reasons
-from ..core.fingerprint import unit_digests
+from ..core.fingerprint import unit_digests, unit_digests_if_changeable
 from .housekeeping import SizeLimit
 from .keys import leaf_digest, request_key
 from .lookup import Found, Leaf, fresh_reason, look_up
@@ -142,6 +142,8 @@ class Store:
         request.key = None if leaf is None else request_key(leaf.digest, request.inputs)
         if request.key is None:
             return [], {Reasons.UNKEYED: n}
+        if n > 1:  # inputs that can change (a dict, a file) are digested as the units get them
+            request.digests = unit_digests_if_changeable(request.inputs)
         if not reuse:
             return [], {}
         with self._pending_lock:
@@ -410,7 +412,7 @@ class Store:
             self._noted.add((run_id, leaf.key))
         if len(req.inputs) > 1 and req.leaf is not None and req.key not in self._noted:
             conn.execute("INSERT OR IGNORE INTO requests (key, leaf_key, units) VALUES (?, ?, ?)",
-                         (req.key, req.leaf, unit_digests(req.inputs)))
+                         (req.key, req.leaf, req.digests or unit_digests(req.inputs)))
             self._noted.add(req.key)
 
     def _sync_runs(self, conn: sqlite3.Connection) -> None:

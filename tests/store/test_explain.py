@@ -78,11 +78,11 @@ def test_failed_before_cache_off_and_no_store(cluster, marks, store, tmp_path):
     assert run.explain()["fragile"].ran == {"failed before": 1} and run.reused == 4
 
     off = submit(task, list(range(5)), cluster, store, cache=False)
-    assert off.explain()["fragile"].ran == {"cache turned off (submit(cache=False))": 5}
+    assert off.explain()["fragile"].ran == {"cache turned off: submit(cache=False)": 5}
     always = nt.task(cache=False)(fragile)
     assert submit(always, 1, cluster, store).explain()["fragile"].ran == \
-        {"cache turned off (the task has cache=False)": 1}
-    assert submit(task, [1], cluster, False).explain()["fragile"].ran == {"no run store (store=False)": 1}
+        {"cache turned off: the task has cache=False": 1}
+    assert submit(task, [1], cluster, False).explain()["fragile"].ran == {"no run store: store=False": 1}
 
 
 def test_a_pipeline_explains_each_task_and_the_store_keeps_it(cluster, marks, store):

@@ -102,3 +102,20 @@ def test_a_shared_path_counts_by_the_files_content(cluster, store, tmp_path):
         assert run.explain()["shared_factor"].ran == {"shared value factor_file changed": 2}
     finally:
         cluster.unshare("factor_file")
+
+
+def weight(item: dict) -> int:
+    return item["kg"] * 1000
+
+
+def test_inputs_changed_in_place_right_after_their_run_count_as_they_were(cluster, tmp_path):
+    """The store writes a run's records after the run, off its path; what it keeps of each
+    unit's input must be the input the unit got, not the object as it is by then."""
+    task = nt.ParallelTask(weight)
+    for attempt in range(5):  # the store thread writes a moment after the run: give it chances
+        store = str(tmp_path / f"runs{attempt}.db")
+        items = [{"kg": 1}, {"kg": 2}, {"kg": 3}]
+        assert task.submit(items, cluster=cluster, store=store, progress=False).result() == [1000, 2000, 3000]
+        items[1]["kg"] = 20  # at once, before the records are written
+        run = task.submit(items, cluster=cluster, store=store, progress=False)
+        assert run.result() == [1000, 20000, 3000] and run.reused == 2
