@@ -643,6 +643,38 @@ def test_run_store_record_lists_every_run(run_store: Executed) -> None:
 
 
 @needs(RUN_STORE)
+def test_run_store_explains_why_units_ran_and_a_grown_list_runs_one_unit(run_store: Executed) -> None:
+    out = run_store.stdout
+    assert "simulate: 0 of 40 units from the store; 40 ran: parameter steps changed (40)\n" in out
+    assert "simulate: 0 of 40 units from the store; 40 ran: cache turned off: submit(cache=False) (40)\n" in out
+    assert "one seed more: 40 reused, 1 ran\n" in out  # counted from the files the units left
+    assert "simulate: 40 of 41 units from the store; 1 ran: input new (1)\n" in out
+
+
+@needs(RUN_STORE)
+def test_run_store_an_edited_file_reruns_its_unit(run_store: Executed) -> None:
+    out = run_store.stdout
+    assert "totals: [10, 60, 110]\nafter the edit: [10, 1000, 110]\n" in out
+    assert "total: 2 of 3 units from the store; 1 ran: input new (1)\n" in out
+
+
+@needs(RUN_STORE)
+def test_run_store_a_cache_false_step_runs_while_the_walks_are_reused(run_store: Executed) -> None:
+    out = run_store.stdout
+    assert "new readings: True\nsimulate: 6 of 6 units from the store\n" in out
+    assert "reading: 0 of 6 units from the store; 6 ran: cache turned off: the task has cache=False (6)\n" in out
+
+
+@needs(RUN_STORE)
+def test_run_store_past_runs_are_picked_up_and_pruned(run_store: Executed) -> None:
+    out = run_store.stdout
+    assert "6 sweeps recorded; the newest: done with 41 units\n" in out
+    assert "its result, read back from the store: True\n" in out
+    assert one(r"\S+runs\.db: \S+ \S+ of results from 12 run\(s\), limit .*", out)
+    assert "removed 2 run(s)" in out and "left: 0 runs of the totals\n" in out
+
+
+@needs(RUN_STORE)
 def test_run_store_stops_its_cluster(run_store: Executed) -> None:
     assert_stops_its_cluster(run_store)
 
