@@ -122,6 +122,7 @@ class RunView:
         self.cancel_button.on_click(lambda _: self.run.cancel("cancelled from the progress widget"))
         self.rows = {row.id: _RowWidgets(row, self.shared) for row in self.model.rows()}
         self.output: Any = None
+        self.explanation: Any = None  # why units ran, once the run is over
         self.widget = W.VBox([W.HBox([self.header, self.cancel_button], layout=self.shared.layout),
                               *[r.box for r in self.rows.values()]], layout=self.shared.layout)
         self.widget.add_class("nbtasks-run")
@@ -148,6 +149,18 @@ class RunView:
             if not self.final:
                 self._draw()
             return self.final
+
+    def _draw_explanation(self) -> None:
+        """Per task: units from the store, and why the others ran (``run.explain()``)."""
+        lines = [str(t) for t in self.run.explain() if t.units]
+        if not lines:
+            return
+        if self.explanation is None:
+            self.explanation = self._html()
+            self.explanation.add_class("nbtasks-explain")
+            self.widget.children = [*self.widget.children, self.explanation]
+        _set(self.explanation, value='<div style="color:#555;font-size:90%">'
+                                     + "<br>".join(escape(line) for line in lines) + "</div>")
 
     def _draw(self) -> None:
         # the state first: everything drawn below is at least this recent (at the end of a run
@@ -190,6 +203,7 @@ class RunView:
             _set(self.output, value=f'<details><summary>output of the units</summary>'
                                     f'<pre style="max-height:20em;overflow:auto">{escape(output)}</pre></details>')
         if done:
+            self._draw_explanation()
             _set(self.cancel_button, disabled=True)
             self.cancel_button.layout.display = "none"  # nothing left to cancel
             # interrupted units are counted a moment after a cancel: draw until they are

@@ -124,3 +124,15 @@ def test_units_taken_from_the_store_are_said_so(cluster, tmp_path):
     wait_final(view)
     assert '<span class="nbtasks-reused">5 from the store</span>' in view.header.value
     assert view.rows[run.nodes[1].id].bar.value == 1.0
+
+
+def test_a_finished_run_says_why_its_units_ran(cluster, tmp_path):
+    store = str(tmp_path / "runs.db")
+    task = nt.ParallelTask(abs)
+    task.submit([-1, -2], cluster=cluster, store=store, progress=False).result(30)
+    run = task.submit([-1, -2, -3], cluster=cluster, store=store, progress=False)
+    view = RunView(run)
+    run.result(30)
+    wait_final(view)
+    assert "abs: 2 of 3 units from the store; 1 ran: input new (1)" in view.explanation.value
+    assert view.explanation in view.widget.children
