@@ -420,7 +420,14 @@ def _delete_runs(conn: sqlite3.Connection, ids: list[str]) -> tuple[int, set[str
         blobs = json.dumps([r[0] for r in conn.execute(
             f"SELECT blob FROM parts WHERE run {in_chosen} UNION "
             f"SELECT result_blob FROM runs WHERE id {in_chosen} AND result_blob IS NOT NULL", (chosen, chosen))])
+        keys = conn.execute(f"SELECT json_group_array(DISTINCT request_key), json_group_array(DISTINCT leaf_key) "
+                            f"FROM parts WHERE run {in_chosen}", (chosen,)).fetchone()
         conn.execute(f"DELETE FROM parts WHERE run {in_chosen}", (chosen,))
+        # what lookups keep per request (8 bytes per unit) and per leaf, once no part names it
+        conn.execute("DELETE FROM requests WHERE key IN (SELECT value FROM json_each(?)) "
+                     "AND NOT EXISTS (SELECT 1 FROM parts WHERE request_key = requests.key)", (keys[0],))
+        conn.execute("DELETE FROM leaves WHERE key IN (SELECT value FROM json_each(?)) "
+                     "AND NOT EXISTS (SELECT 1 FROM parts WHERE leaf_key = leaves.key)", (keys[1],))
         conn.execute(f"DELETE FROM failures WHERE run {in_chosen}", (chosen,))
         conn.execute(f"DELETE FROM runs WHERE id {in_chosen}", (chosen,))
         unused = json.dumps([r[0] for r in conn.execute(

@@ -136,6 +136,7 @@ def test_over_the_limit_the_oldest_runs_results_go_first_and_their_records_stay(
 
     again = submit(cluster, store, range(0, 5))  # its results are gone: the units run again
     assert again.reused == 0 and len(again.result()) == 5
+    assert "result dropped by the store's size limit" in str(again.explain())
     assert nt.ParallelTask(payload).submit(list(range(20, 25)), cluster=cluster, store=store,
                                            progress=False).wait(60)
 
@@ -213,6 +214,11 @@ def test_prune_by_age_and_by_name(cluster, store, monkeypatch):
         assert conn.execute("SELECT count(*) FROM parts WHERE run != ?", (recent.id,)).fetchone()[0] == 0
         assert conn.execute("SELECT count(*) FROM blobs WHERE id NOT IN (SELECT blob FROM parts UNION "
                             "SELECT result_blob FROM runs WHERE result_blob IS NOT NULL)").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM requests WHERE key NOT IN "
+                            "(SELECT request_key FROM parts)").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM leaves WHERE key NOT IN "
+                            "(SELECT leaf_key FROM parts WHERE leaf_key IS NOT NULL)").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM leaves").fetchone()[0] == 1  # the remaining run's
 
 
 def test_prune_keeps_what_a_remaining_run_reuses(cluster, store, monkeypatch):
