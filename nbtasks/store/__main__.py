@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 
 from .amounts import format_size
@@ -58,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
             print(format_size(set_size_limit(None if args.size == "default" else args.size, args.store)))
     except (ValueError, TypeError) as exc:
         parser.error(str(exc))
+    except (sqlite3.Error, OSError) as exc:  # the file cannot be read or written now
+        print(f"{parser.prog}: the run store cannot be used: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

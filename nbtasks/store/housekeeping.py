@@ -205,6 +205,8 @@ def _reader(path: str) -> sqlite3.Connection | None:
     """A read-only connection, None when there is no store file yet (or in memory)."""
     if path == MEMORY or not os.path.exists(path):
         return None
+    if os.path.isdir(path):
+        raise ValueError(f"{path} is a folder, not a run store's database file")
     conn = connect(path, readonly=True)
     try:
         app = conn.execute("SELECT value FROM meta WHERE key = 'app'").fetchone()
@@ -228,6 +230,8 @@ def _file(store: "str | os.PathLike[str] | None", what: str) -> str:
     path = resolve(store)
     if path == MEMORY:
         raise ValueError(f"the in-memory store ({MEMORY}) lives inside one kernel and cannot {what} from here")
+    if os.path.isdir(path):
+        raise ValueError(f"{path} is a folder, not a run store's database file")
     return path
 
 
@@ -241,11 +245,14 @@ def _live_runs(conn: sqlite3.Connection, now: float) -> set[str]:
 class SizeLimit:
     """Keeps one store under its limit from the store thread: after a write, one indexed
     sum; over the limit, ``drop_oldest`` down to ``LOW_WATER`` of it. Never raises: a
-    failure here is logged and recording carries on."""
+    failure here is logged (once per kind) and recording carries on."""
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._stuck_at: int | None = None  # bytes kept when dropping could not get under the limit
+        #: (bytes kept, runs going) when dropping could not get under the limit: live runs
+        #: hold the rest, so it is tried again once they change or a tenth of the limit more came
+        self._stuck: tuple[int, frozenset[str]] | None = None
+        self._warned: set[str] = set()
 
     def after_write(self, conn: sqlite3.Connection, results_dir: str | None,
                     running: Collection[str] = ()) -> Dropped | None:
@@ -255,15 +262,20 @@ class SizeLimit:
                 return None
             kept = kept_bytes(conn)
             if kept <= limit:
-                self._stuck_at = None
+                self._stuck = None
                 return None
-            if self._stuck_at is not None and kept < self._stuck_at + limit * (1 - LOW_WATER):
-                return None  # live runs hold the rest: try again when a tenth of the limit more came
-            dropped = drop_oldest(conn, results_dir, limit, running, kept=kept)
-            self._stuck_at = kept - dropped.bytes if kept - dropped.bytes > limit else None
+            going = frozenset(running)
+            if self._stuck is not None and self._stuck[1] == going and kept < self._stuck[0] + limit * (1 - LOW_WATER):
+                return None
+            dropped = drop_oldest(conn, results_dir, limit, going, kept=kept)
+            self._stuck = (kept - dropped.bytes, going) if kept - dropped.bytes > limit else None
             return dropped
-        except Exception:
-            log.warning("nbtasks: keeping the run store %s to its size limit failed", self.path, exc_info=True)
+        except Exception as exc:
+            why = f"{type(exc).__name__}: {exc}"
+            if why not in self._warned:
+                self._warned.add(why)
+                log.warning("nbtasks: keeping the run store %s to its size limit failed (%s)", self.path, why,
+                            exc_info=not isinstance(exc, ValueError))
             return None
 
 
@@ -390,7 +402,8 @@ def _prune(conn: sqlite3.Connection, results_dir: str, age: float | None, name: 
     if name is not None:
         where.append("name = ?")
         args.append(name)
-    matched = [r[0] for r in conn.execute(f"SELECT id FROM runs WHERE {' AND '.join(where)}", args)]
+    matched = [r[0] for r in conn.execute(f"SELECT id FROM runs WHERE {' AND '.join(where)} "
+                                          "ORDER BY submitted, id", args)]
     live = _live_runs(conn, now)
     ids = [i for i in matched if i not in live]
     if not ids:

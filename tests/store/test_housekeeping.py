@@ -168,6 +168,19 @@ def test_a_live_run_keeps_its_results_however_small_the_limit(cluster, store, mo
         assert kept(store, live.id)
     finally:
         assert len(live.result(60)) == 12
+    submit(cluster, store, [200])  # once it is over, its results are as droppable as any
+    wait_until(lambda: dropped(store, live.id), 10, "the finished run's results were dropped")
+
+
+def test_a_bad_limit_in_the_environment_warns_once_and_recording_goes_on(cluster, store, monkeypatch, caplog):
+    monkeypatch.setenv(LIMIT_ENV, "lots")
+    first = submit(cluster, store, range(3))
+    second = submit(cluster, store, range(10, 13))
+    reader = StoreReader(store)
+    assert reader.run(first.id)["state"] == reader.run(second.id)["state"] == "done"
+    assert kept(store, first.id) and kept(store, second.id)
+    warnings = [r for r in caplog.records if "size limit failed" in r.getMessage()]
+    assert len(warnings) == 1 and LIMIT_ENV in warnings[0].getMessage()
 
 
 def test_big_results_in_files_are_deleted_when_dropped(cluster, store, monkeypatch):
