@@ -271,6 +271,8 @@ def test_prune_refuses_unclear_requests(store, tmp_path):
         conn.execute("CREATE TABLE notes (text)")
     with pytest.raises(ValueError, match="not an nbtasks run store"):
         prune(older_than=0, store=foreign)
+    with pytest.raises(ValueError, match="not an nbtasks run store"):
+        set_size_limit("1GB", store=foreign)
     with sqlite3.connect(foreign) as conn:  # left as it was
         assert [r[0] for r in conn.execute("SELECT name FROM sqlite_master")] == ["notes"]
 
