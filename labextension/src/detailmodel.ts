@@ -5,7 +5,7 @@
 
 import { formatDuration, plural } from './format';
 import { Progress, progressOf } from './model';
-import { TaskNode, Unit } from './types';
+import { TaskExplanation, TaskNode, Unit } from './types';
 
 const KIND_LABELS: Record<string, string> = {
   leaf: 'task',
@@ -144,4 +144,22 @@ export function unitRow(unit: Unit): UnitRow {
     stdout: unit.stdout ?? '',
     stderr: unit.stderr ?? ''
   };
+}
+
+/**
+ * Per task, what `run.explain()` prints in Python: "smooth: 364 of 365 units from the store;
+ * 1 ran: input new (1)", the commonest reason first. Tasks without units are left out.
+ */
+export function explainLines(tasks: TaskExplanation[] | null | undefined): string[] {
+  return (tasks ?? [])
+    .filter(t => t.units > 0)
+    .map(t => {
+      const head = `${t.task}: ${t.reused} of ${t.units} units from the store`;
+      const reasons = Object.entries(t.ran ?? {}).sort((a, b) => b[1] - a[1]);
+      if (reasons.length === 0) {
+        return head;
+      }
+      const why = reasons.map(([reason, n]) => `${reason} (${n})`).join('; ');
+      return `${head}; ${t.units - t.reused} ran: ${why}`;
+    });
 }

@@ -6,7 +6,7 @@
 
 import { button, h, setText } from './dom';
 import { formatTimestamp, plural } from './format';
-import { pageInfo, treeRows, unitRow } from './detailmodel';
+import { explainLines, pageInfo, treeRows, unitRow } from './detailmodel';
 import { runRow } from './model';
 import { progressBar, progressLine, updateProgressBar } from './progressbar';
 import { RunDetail, UnitPage } from './types';
@@ -57,6 +57,8 @@ export class RunDetailsView {
   private readonly paramsPart = new Part(this.params.body);
   private readonly tree = section('Tasks', 'nbtasks-tree');
   private readonly treePart = new Part(this.tree.body);
+  private readonly explain = section('Why units ran', 'nbtasks-explain');
+  private readonly explainPart = new Part(this.explain.body);
   private readonly failures = section('Failed units', 'nbtasks-failures');
   private readonly failuresPart = new Part(this.failures.body);
   private readonly pager = h('div', { class: 'nbtasks-pager' });
@@ -90,6 +92,7 @@ export class RunDetailsView {
       this.meta.el,
       this.params.node,
       this.tree.node,
+      this.explain.node,
       this.failures.node
     );
     this.clear(null);
@@ -112,11 +115,12 @@ export class RunDetailsView {
     this.progress.node.hidden = true;
     setText(this.counts, '');
     this.runError.hidden = true;
-    for (const part of [this.meta, this.paramsPart, this.treePart, this.failuresPart]) {
+    for (const part of [this.meta, this.paramsPart, this.treePart, this.explainPart, this.failuresPart]) {
       part.reset();
     }
     this.params.node.hidden = true;
     this.tree.node.hidden = true;
+    this.explain.node.hidden = true;
     this.failures.node.hidden = true;
   }
 
@@ -149,6 +153,7 @@ export class RunDetailsView {
     this.runError.hidden = !row.error;
     this.drawMeta(run);
     this.drawParams(run.params ?? {});
+    this.drawExplain(run);
     this.drawTree(run);
   }
 
@@ -210,6 +215,15 @@ export class RunDetailsView {
     }
     this.meta.draw(JSON.stringify(items), () =>
       items.flatMap(([term, value]) => [h('dt', { text: term }), h('dd', { text: value, title: value })])
+    );
+  }
+
+  /** Why units ran, once the run is over (while it goes, requests are still being looked up). */
+  private drawExplain(run: RunDetail): void {
+    const lines = run.ended ? explainLines(run.explain?.tasks) : [];
+    this.explain.node.hidden = lines.length === 0;
+    this.explainPart.draw(JSON.stringify(lines), () =>
+      lines.map(line => h('div', { class: 'nbtasks-explain-line', text: line }))
     );
   }
 

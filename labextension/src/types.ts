@@ -62,10 +62,22 @@ export interface TaskNode {
   children: TaskNode[];
 }
 
+/** One task of a run: units taken from the run store, and why the others ran. */
+export interface TaskExplanation {
+  node: number;
+  task: string;
+  units: number;
+  reused: number;
+  /** Why units ran ("input new", "parameter sigma changed", ...) -> how many. */
+  ran: Record<string, number>;
+}
+
 export interface RunDetail extends RunSummary {
   tree: TaskNode | null;
   /** Parameter name -> repr of its value. */
   params: Record<string, string>;
+  /** run.explain(): absent from servers older than the store's schema 2. */
+  explain?: { tasks: TaskExplanation[] };
 }
 
 export interface RunPage {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { clampOffset, pageInfo, treeRows, unitRow } from '../src/detailmodel';
+import { clampOffset, explainLines, pageInfo, treeRows, unitRow } from '../src/detailmodel';
 import { counts, node, unit } from './fixtures';
 
 describe('treeRows', () => {
@@ -111,5 +111,26 @@ describe('unitRow', () => {
     assert.equal(row.traceback, null);
     assert.equal(row.input, null);
     assert.equal(row.key, ':1:3');
+  });
+});
+
+describe('explainLines', () => {
+  it('says per task what came from the store and why the others ran, commonest reason first', () => {
+    assert.deepEqual(
+      explainLines([
+        { node: 2, task: 'smooth', units: 365, reused: 360, ran: { 'failed before': 1, 'input new': 4 } },
+        { node: 3, task: 'report', units: 1, reused: 1, ran: {} },
+        { node: 4, task: 'unused', units: 0, reused: 0, ran: {} }
+      ]),
+      [
+        'smooth: 360 of 365 units from the store; 5 ran: input new (4); failed before (1)',
+        'report: 1 of 1 units from the store'
+      ]
+    );
+  });
+
+  it('has nothing to say for a server that sends no explanation', () => {
+    assert.deepEqual(explainLines(undefined), []);
+    assert.deepEqual(explainLines([]), []);
   });
 });

@@ -314,5 +314,8 @@ def test_tasks_sidebar_details_show_failed_units_with_tracebacks(lab_page):
     traceback = units.first.locator("details.nbtasks-traceback")
     traceback.locator("summary").click()
     expect(traceback).to_contain_text(re.compile(r"line 2, in invert\s+return 1 / x\s"))
+    # why its units ran, as run.explain() says it in the kernel
+    expect(details.locator(".nbtasks-explain")).to_contain_text(
+        re.compile(r"invert: 0 of 5 units from the store; 5 ran: (no earlier run|input new) \(5\)"))
     lab_page.screenshot("failed-units")
     stop_cluster(lab_page, 3)
