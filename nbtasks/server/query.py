@@ -135,13 +135,13 @@ def prune_request(body: bytes) -> PruneRequest:
     extra = sorted(set(model) - {"older_than", "name"})
     if extra:
         raise BadRequest(f"unknown field(s) in the body: {', '.join(map(_show, extra))} (only older_than, name)")
-    older_than, name = model.get("older_than"), model.get("name")
-    if older_than is None and name is None:
+    if not model:
         raise BadRequest(f"say which runs to remove: {example}")
-    if older_than is not None and (isinstance(older_than, bool) or not isinstance(older_than, (int, float))
-                                   or not 0 <= older_than <= MAX_AGE):
+    older_than, name = model.get("older_than"), model.get("name")
+    if "older_than" in model and (isinstance(older_than, bool) or not isinstance(older_than, (int, float))
+                                  or not 0 <= older_than <= MAX_AGE):
         raise BadRequest(f"older_than must be a number of seconds from 0 to {MAX_AGE}")
-    if name is not None and (not isinstance(name, str) or not 1 <= len(name) <= MAX_NAME):
+    if "name" in model and (not isinstance(name, str) or not 1 <= len(name) <= MAX_NAME):
         raise BadRequest(f"name must be a task's name, a text of 1 to {MAX_NAME} characters")
     return PruneRequest(None if older_than is None else float(older_than), name)
 

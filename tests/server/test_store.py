@@ -71,6 +71,7 @@ async def test_the_limit_the_server_sees(api, store_path, monkeypatch):
     (b'{"older_than": -1}', "older_than"), (b'{"older_than": "30d"}', "older_than"),
     (b'{"older_than": true}', "older_than"), (b'{"older_than": 1e300}', "older_than"),
     (b'{"name": ""}', "name"), (b'{"name": 3}', "name"), (b'{"older_than": 1, "all": true}', "unknown field"),
+    (b'{"name": null}', "name"), (b'{"older_than": null, "name": "x"}', "older_than"),
 ])
 async def test_bad_prune_requests(api, body, message):
     reply = await api("store/prune", method="POST", body=body)
