@@ -86,8 +86,8 @@ class Store:
         self._pending: collections.Counter[str] = collections.Counter()  # request key -> parts queued
         self._pending_lock = threading.Lock()
         self._leaves: dict[tuple, Leaf] = {}  # (run, node) -> the leaf its requests ran
-        #: (run, leaf key) whose leaf row is written, and request keys whose units are
-        self._noted: set[Any] = set()
+        #: (run, leaf key) whose leaf row is written, (run, request key) whose units are
+        self._noted: set[tuple[str, str]] = set()
         #: outcome id -> (outcome, blob id) within one batch: a chunk's parts share one blob
         self._blobs: dict[int, tuple[Any, int]] = {}
         self._closed = False
@@ -410,10 +410,11 @@ class Store:
                          "DO UPDATE SET seen = excluded.seen", (leaf.key, leaf.task, json.dumps(leaf.parts),
                                                                   time.time()))
             self._noted.add((run_id, leaf.key))
-        if len(req.inputs) > 1 and req.leaf is not None and req.key not in self._noted:
-            conn.execute("INSERT OR IGNORE INTO requests (key, leaf_key, units) VALUES (?, ?, ?)",
-                         (req.key, req.leaf, req.digests or unit_digests(req.inputs)))
-            self._noted.add(req.key)
+        if len(req.inputs) > 1 and req.leaf is not None and (run_id, req.key) not in self._noted:
+            if conn.execute("SELECT 1 FROM requests WHERE key = ?", (req.key,)).fetchone() is None:
+                conn.execute("INSERT INTO requests (key, leaf_key, units) VALUES (?, ?, ?)",
+                             (req.key, req.leaf, req.digests or unit_digests(req.inputs)))
+            self._noted.add((run_id, req.key))
 
     def _sync_runs(self, conn: sqlite3.Connection) -> None:
         now = time.time()
@@ -431,7 +432,7 @@ class Store:
                     self._runs.pop(run.id, None)
                 for ident in [k for k in self._leaves if k[0] == run.id]:
                     del self._leaves[ident]
-                self._noted -= {k for k in self._noted if isinstance(k, tuple) and k[0] == run.id}
+                self._noted -= {k for k in self._noted if k[0] == run.id}
 
     def _write_result(self, conn: sqlite3.Connection, run: Any) -> None:
         """The run's result, pickled like chunk outcomes, for a later kernel (``nt.runs``);

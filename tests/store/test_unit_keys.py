@@ -9,6 +9,8 @@ import pathlib
 import pytest
 
 import nbtasks as nt
+import nbtasks.store
+from nbtasks.store.recorder import Store
 from tests.store.test_reuse import counting, executions
 
 
@@ -119,3 +121,15 @@ def test_inputs_changed_in_place_right_after_their_run_count_as_they_were(cluste
         items[1]["kg"] = 20  # at once, before the records are written
         run = task.submit(items, cluster=cluster, store=store, progress=False)
         assert run.result() == [1000, 20000, 3000] and run.reused == 2
+
+
+def test_a_list_run_again_after_its_runs_were_pruned_is_found_unit_by_unit_later(cluster, marks, store):
+    task = nt.ParallelTask(counting(marks))
+    task.submit(list(range(5)), cluster=cluster, store=store, progress=False).result()
+    Store.at(store).flush()
+    assert len(nbtasks.store.prune(name="parallel(work)", store=store).runs) == 1
+    again = task.submit(list(range(5)), cluster=cluster, store=store, progress=False)
+    assert again.result() == [x * x for x in range(5)] and again.reused == 0
+    grown = task.submit(list(range(6)), cluster=cluster, store=store, progress=False)
+    assert grown.result() == [x * x for x in range(6)] and grown.reused == 5
+    assert executions(marks) == 11
