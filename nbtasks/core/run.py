@@ -37,6 +37,7 @@ __all__ = ["Run", "Backend", "Recorder", "start_run"]
 log = logging.getLogger("nbtasks")
 
 ON_ERROR = ("raise", "continue")
+SETTLE_WAIT = 1.0  # seconds result()/wait() give the units interrupted at a run's end to be counted
 
 
 class Backend(Protocol):
@@ -112,6 +113,9 @@ class Run(cf.Future):
         return self._run_state
 
     def _move(self, new: RunState) -> bool:
+        """Move to ``new`` (False if already there or finished). Callers wake waiters
+        (``_notify_progress``) once they hold no lock: waiters take the progress lock first,
+        then the future's."""
         with self._condition:
             if self._run_state is new or self._run_state.finished:
                 return False
@@ -122,13 +126,13 @@ class Run(cf.Future):
                 self.status_note = ""
             elif new.finished:
                 self.finished = time.time()
-        self._notify_progress()
         return True
 
     # -- for the backend: what happened ----------------------------------------
     def report_running(self) -> None:
         """Units are being dispatched."""
-        self._move(RunState.RUNNING)
+        if self._move(RunState.RUNNING):
+            self._notify_progress()
 
     def report_result(self, result: Any) -> None:
         """The run finished with ``result`` (ignored once it is over)."""
@@ -195,18 +199,22 @@ class Run(cf.Future):
 
     # -- for observers -----------------------------------------------------------
     def on_end(self, observer: Callable[["Run"], None]) -> None:
-        """Call ``observer(run)`` once, when the run ends (done, failed, cancelled), on the
-        thread that ends it, after ``state`` moved and before ``result()``/``wait()`` return
-        to anyone: a view drawn there is final when the user's code goes on. ``done()`` is
-        still False then; read ``state`` and ``error``. Errors are logged, never raised.
-        Not called if the run had already ended: read the run instead."""
+        """Call ``observer(run)`` when the run ends (done, failed, cancelled), on the thread
+        that ends it, after ``state`` moved and before ``result()``/``wait()`` return to
+        anyone: a view drawn there is final when the user's code goes on. ``done()`` is
+        still False then; read ``state`` and ``error``. Called once more by the first
+        ``result()``/``exception()``/``wait()`` to return, once the units interrupted at the
+        end are counted (``settled``, or ``SETTLE_WAIT`` passed). Errors are logged, never
+        raised. Not called if the run had already ended: read the run instead."""
         with self._condition:
             if not self._run_state.finished:
                 self._end_observers.append(observer)
 
-    def _tell_end(self) -> None:
+    def _tell_end(self, last: bool = False) -> None:
         with self._condition:
-            observers, self._end_observers = self._end_observers, []
+            observers = list(self._end_observers)
+            if last:
+                self._end_observers = []
         for observer in observers:
             try:
                 observer(self)
@@ -225,6 +233,17 @@ class Run(cf.Future):
             if not self.done():
                 self._progress_cond.wait(timeout)
         return self.done()
+
+    def _settle(self) -> None:
+        """An ended run's running units are counted a moment after its end, when their
+        engines answer the interrupt: give them up to ``SETTLE_WAIT``, then let observers
+        draw the counts, so that they are final when result()/wait() return."""
+        if not self.done() or not self._end_observers:
+            return
+        deadline = time.monotonic() + SETTLE_WAIT
+        while not self.settled and (left := deadline - time.monotonic()) > 0:
+            self.wait_for_change(min(left, 0.02))  # counts move without a wake-up: look again
+        self._tell_end(last=True)
 
     def failures_since(self, seen: int) -> list[UnitError]:
         """Failed units after the first ``seen``, in the order they failed."""
@@ -254,17 +273,24 @@ class Run(cf.Future):
             self._move(RunState.CANCELLED)
         self._tell_end()
         super().cancel()
+        self._notify_progress()
         if self.backend is not None:
             self.backend.cancel_run(self, reason)
         return True
 
     def result(self, timeout: float | None = None) -> Any:
         self._wait_with_progress(timeout)
-        return super().result(timeout)
+        try:
+            return super().result(timeout)
+        finally:
+            self._settle()
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         self._wait_with_progress(timeout)
-        return super().exception(timeout)
+        try:
+            return super().exception(timeout)
+        finally:
+            self._settle()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until finished (or ``timeout``); True when finished."""
@@ -273,6 +299,7 @@ class Run(cf.Future):
             super().exception(timeout)
         except (cf.TimeoutError, cf.CancelledError):
             pass
+        self._settle()
         return self.done()
 
     def _wait_with_progress(self, timeout: float | None) -> None:

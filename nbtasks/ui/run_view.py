@@ -8,11 +8,12 @@
 Only the model (``RunModel``) computes; this draws. A widget is set only
 when its text changed, so an idle row costs no messages.
 
-Who draws: the ticker's thread twice a second while the run goes on, and the
-thread that ends the run once more at its end (``Run.on_end``), before
-``result()`` returns, so that the answer a cell prints never sits under a
-stale bar and a notebook executed headless records the final state before
-its cell ends. One lock per view keeps the two from drawing at once.
+Who draws: the ticker's thread twice a second while the run goes on; the
+thread that ends the run, once more at its end (``Run.on_end``); and the
+first ``result()``/``wait()`` to return, once the units interrupted by a
+failure or a cancel are counted. So the answer a cell prints never sits under
+a stale bar, and a notebook executed headless records the final state before
+its cell ends. One lock per view keeps them from drawing at once.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ class _RowWidgets:
         return self.bar.description
 
 
-def _stats_html(row: Row) -> str:
+def _stats_html(row: Row, over: bool) -> str:
     c = row.counts
     parts = [f"<b>{row.finished}</b>/{row.total}"]
     for state in ("running", "queued", "failed", "retried", "cancelled"):
@@ -86,7 +87,7 @@ def _stats_html(row: Row) -> str:
             parts.append(f"{c[state]} {state}")
     if row.rate:
         parts.append(f"{row.rate:,.1f}/s")
-    if row.eta is not None and row.finished < row.total:
+    if row.eta is not None and row.finished < row.total and not over:  # an ended run waits for nothing
         parts.append(f"ETA {format_duration(row.eta)}")
     text = " · ".join(parts)
     if row.unit_note:
@@ -187,7 +188,7 @@ class RunView:
             style = _BAR_STYLE.get(state, "") if done else ("danger" if row.counts["failed"] else "")
             _set(widgets.bar, value=row.fraction if row.total else (1.0 if done and state == "done" else 0.0),
                  bar_style=style)
-            _set(widgets.stats, value=_stats_html(row))
+            _set(widgets.stats, value=_stats_html(row, done))
             if row.failures:
                 if widgets.failures is None:
                     widgets.failures = self._html()

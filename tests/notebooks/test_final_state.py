@@ -43,6 +43,11 @@ SCENARIOS = {
                "                                                                   on_error='continue')\n"
                "display(bad)\n"
                "print('failed with', type(bad.exception()).__name__)"],
+    # the first failure stops the run (the default): the units it interrupted are counted too
+    "stopped": [SETUP,
+                "bad = nt.ParallelTask(lambda x: time.sleep(0.3) or 1 / x).submit([1, 2, 3, 0, 5, 6, 7, 8, 9, 10])\n"
+                "display(bad)\n"
+                "print('failed with', type(bad.exception()).__name__)"],
     # the same run again: every unit from the store, ending almost at once
     "again": [SETUP,
               "nt.ParallelTask(slow).submit(range(24)).result()\n"
@@ -152,6 +157,16 @@ def test_a_failed_run_is_saved_failed_with_its_final_counts(notebooks):
     assert 'class="nbtasks-error"' in run.header, run.header
     assert [bar["value"] for bar in run.bars] == [1.0, 1.0] and run.bars[1]["bar_style"] == "danger", run.bars
     assert "<b>6</b>/6 · 2 failed" in run.stats[1], run.stats
+
+
+def test_a_run_stopped_by_its_first_failure_is_saved_with_the_units_it_stopped(notebooks):
+    nb = notebooks("stopped")
+    assert stdout_of(nb.cells[1]) == "failed with UnitError\n"
+    run = saved_runs(nb)[1]
+    assert "nbtasks-state-failed" in run.header and "1 failed" in run.header, run.header
+    stats = run.stats[1]
+    assert "running" not in stats and "queued" not in stats and "cancelled" in stats, stats
+    assert "ETA" not in stats, stats
 
 
 def test_a_run_taken_from_the_store_is_saved_finished(notebooks):

@@ -95,3 +95,22 @@ def test_the_end_is_drawn_once_by_the_ender_while_the_ticker_draws_too(cluster):
         stop.set()
         drawer.join(10)
     assert errors == []
+
+
+def slow_inverse(x):
+    time.sleep(0.3)
+    return 1 / x
+
+
+def test_a_failure_shows_the_units_it_stopped_when_exception_returns(cluster):
+    """The first failure stops the run: the units running then are interrupted and counted a
+    moment later; exception() returns once the widget shows them (no 'running' left)."""
+    run = nt.ParallelTask(slow_inverse).submit([1, 2, 3, 0, 5, 6, 7, 8, 9, 10], cluster=cluster, progress=False)
+    view = RunView(run)
+    assert isinstance(run.exception(60), nt.UnitError)
+    seen = picture(view)
+    assert "nbtasks-state-failed" in seen["header"] and "1 failed" in seen["header"], seen
+    stats = seen["stats"][1]
+    assert "running" not in stats and "queued" not in stats and "cancelled" in stats, seen
+    assert "ETA" not in stats, seen  # an ended run waits for nothing
+    assert run.counts()["running"] == run.counts()["queued"] == 0
