@@ -69,8 +69,9 @@ def test_cancel_shows_at_once_in_the_widget(cluster):
     assert nt.ParallelTask(abs).run([-1], cluster=cluster, progress=False, timeout=15) == [1]
 
 
-def test_the_end_is_drawn_once_by_the_ender_while_the_ticker_draws_too(cluster):
-    """Runs ending while the ticker draws them: no draw is torn, every view ends final."""
+def test_views_drawn_by_the_ender_the_ticker_and_another_thread_at_once_end_final(cluster):
+    """Runs ending while the ticker and a third thread draw them: no draw fails, every view
+    shows the end when result() returns."""
     runs = [nt.ParallelTask(slow).submit(range(8 + k), cluster=cluster, progress=False) for k in range(6)]
     views = [RunView(run) for run in runs]
     stop = threading.Event()
