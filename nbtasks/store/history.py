@@ -313,7 +313,7 @@ class StoredRun(Run):
             time.sleep(POLL if left is None else min(POLL, left))
         # views of it draw its end before result() or wait() return, as for a live run; not
         # from _adopt: that may run inside a view's own drawing (its ticker reads ``state``)
-        self._tell_end()
+        self._tell_end(last=True)  # once: later result() calls need not draw again
 
     # -- Future ---------------------------------------------------------------------
     @property
