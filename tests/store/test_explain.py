@@ -13,18 +13,6 @@ from nbtasks.store.recorder import Store
 from tests.store.test_reuse import counting
 
 
-@pytest.fixture
-def marks(tmp_path):
-    path = tmp_path / "marks"
-    path.mkdir()
-    return str(path)
-
-
-@pytest.fixture
-def store(tmp_path):
-    return str(tmp_path / "runs.db")
-
-
 def submit(task, inputs, cluster, store, **kw):
     run = task.submit(inputs, cluster=cluster, store=store, progress=False, **kw)
     run.result(60)

@@ -41,11 +41,6 @@ def big(x: int) -> bytes:
     return os.urandom(1_200 * KB)  # over 1 MiB: a file in <store>-results/
 
 
-@pytest.fixture
-def store(tmp_path):
-    return str(tmp_path / "runs.db")
-
-
 def submit(cluster, store, inputs, fn=payload, **kwargs):
     run = nt.ParallelTask(fn).submit(list(inputs), cluster=cluster, store=store, progress=False, **kwargs)
     run.result(60)

@@ -29,18 +29,6 @@ def counting(marks):
     return work
 
 
-@pytest.fixture
-def marks(tmp_path):
-    path = tmp_path / "marks"
-    path.mkdir()
-    return str(path)
-
-
-@pytest.fixture
-def store(tmp_path):
-    return str(tmp_path / "runs.db")
-
-
 def test_second_run_of_same_task_and_input_runs_nothing(cluster, marks, store):
     task = nt.ParallelTask(counting(marks))
     first = task.submit(list(range(40)), cluster=cluster, store=store, progress=False)

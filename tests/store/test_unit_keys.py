@@ -6,24 +6,11 @@ from __future__ import annotations
 import os
 import pathlib
 
-import pytest
 
 import nbtasks as nt
 import nbtasks.store
 from nbtasks.store.recorder import Store
 from tests.store.test_reuse import counting, executions
-
-
-@pytest.fixture
-def marks(tmp_path):
-    path = tmp_path / "marks"
-    path.mkdir()
-    return str(path)
-
-
-@pytest.fixture
-def store(tmp_path):
-    return str(tmp_path / "runs.db")
 
 
 def test_adding_one_input_to_a_thousand_unit_run_runs_one_unit(cluster, marks, store):
