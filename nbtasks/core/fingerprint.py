@@ -23,11 +23,12 @@ import sys
 import threading
 from array import array
 from pathlib import PurePath
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from .serialize import OUT_OF_BAND
 
-__all__ = ["digest", "feed", "holds_paths", "unit_digests", "unit_digests_if_changeable", "content_of", "UNIT_DIGEST"]
+__all__ = ["digest", "feed", "holds_paths", "unit_digests", "unit_digest_pieces", "unit_digests_if_changeable",
+           "content_of", "UNIT_DIGEST"]
 
 UNIT_DIGEST = 8  # bytes per unit: collisions among a store's units are out of reach (2**64)
 _PLAIN = frozenset({int, float, str, bytes, bool, type(None)})
@@ -146,6 +147,16 @@ def unit_digests(items: Iterable[Any]) -> bytes:
         except OverflowError:
             pass
     return b"".join([_unit_digest(item) for item in items])
+
+
+def unit_digest_pieces(items: Any, per_piece: int = 8192) -> Iterator[bytes]:
+    """``unit_digests(items)`` a piece at a time (64 KiB each by default): a million units'
+    digests never sit in one 8 MB allocation, which glibc keeps in the process after it is
+    freed (measured: +10 MB of the client's RSS after a million-unit run)."""
+    if not isinstance(items, (list, tuple, range)):
+        items = list(items)
+    for start in range(0, len(items), per_piece):
+        yield unit_digests(items[start:start + per_piece])
 
 
 def unit_digests_if_changeable(items: Any) -> bytes | None:

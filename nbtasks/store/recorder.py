@@ -31,7 +31,7 @@ from typing import Any
 from ..core.freeing import give_back_free_memory
 from ..core.serialize import Pickled, dump, find_unpicklable, split
 from ..core.explain import Reasons
-from ..core.fingerprint import unit_digests, unit_digests_if_changeable
+from ..core.fingerprint import UNIT_DIGEST, unit_digest_pieces, unit_digests, unit_digests_if_changeable
 from .housekeeping import SizeLimit
 from .keys import leaf_digest, request_key
 from .lookup import Found, Leaf, fresh_reason, look_up
@@ -412,8 +412,7 @@ class Store:
             self._noted.add((run_id, leaf.key))
         if len(req.inputs) > 1 and req.leaf is not None and (run_id, req.key) not in self._noted:
             if conn.execute("SELECT 1 FROM requests WHERE key = ?", (req.key,)).fetchone() is None:
-                conn.execute("INSERT INTO requests (key, leaf_key, units) VALUES (?, ?, ?)",
-                             (req.key, req.leaf, req.digests or unit_digests(req.inputs)))
+                _write_digests(conn, req)
             self._noted.add((run_id, req.key))
 
     def _sync_runs(self, conn: sqlite3.Connection) -> None:
@@ -472,3 +471,17 @@ class Store:
         for run in live:
             if run.id in wanted:
                 run.cancel(wanted[run.id] or "cancelled from JupyterLab")
+
+
+def _write_digests(conn: sqlite3.Connection, req: Any) -> None:
+    """A request's unit digests, as taken at its lookup or, for inputs that cannot change,
+    now, written into the row a piece at a time (``unit_digest_pieces``)."""
+    if req.digests is not None or not hasattr(conn, "blobopen"):  # blobopen: Python 3.11+
+        conn.execute("INSERT INTO requests (key, leaf_key, units) VALUES (?, ?, ?)",
+                     (req.key, req.leaf, req.digests or unit_digests(req.inputs)))
+        return
+    row = conn.execute("INSERT INTO requests (key, leaf_key, units) VALUES (?, ?, zeroblob(?))",
+                       (req.key, req.leaf, UNIT_DIGEST * len(req.inputs))).lastrowid
+    with conn.blobopen("requests", "units", row) as blob:
+        for piece in unit_digest_pieces(req.inputs):
+            blob.write(piece)
