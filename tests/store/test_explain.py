@@ -86,3 +86,22 @@ def test_a_pipeline_explains_each_task_and_the_store_keeps_it(cluster, marks, st
     Store.at(store).flush()
     kept = StoreReader(store).run(run.id)["explain"]
     assert {t["task"]: t["ran"] for t in kept["tasks"]} == {"double": {"input new": 1}, "sum": {"input new": 1}}
+
+
+def test_units_of_a_cancelled_run_did_not_finish_before(cluster, store):
+    def slow(x: int) -> int:
+        time.sleep(0.2)
+        return x
+
+    task = nt.ParallelTask(slow)
+    run = task.submit(list(range(12)), cluster=cluster, store=store, progress=False)
+    deadline = time.monotonic() + 30
+    while run.counts()["done"] < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    run.cancel()
+    while not run.settled:
+        time.sleep(0.02)
+    again = submit(task, list(range(12)), cluster, store)
+    assert again.result() == list(range(12))
+    assert again.reused >= 2 and again.explain()["slow"].ran == {"did not finish before": 12 - again.reused}
