@@ -35,25 +35,21 @@ CONNECTION_POLL = 0.01  # seconds between two looks for the controller's connect
 class _Forked:
     """The part both launchers share: ``LocalProcessLauncher.start`` with a fork for a Popen."""
 
-    role = ""
-    default_cmd: list[str] = []
-
-    def _command(self) -> list[str]:
-        raise NotImplementedError
-
-    def _fork_arguments(self) -> list[str]:
-        raise NotImplementedError
+    role = ""  # what the fork server makes: "controller" or "engine"
+    default_cmd: list[str] = []  # ipyparallel's own command for it
+    command = ""  # the launcher's trait holding the command (the user may change it)
+    arguments = ""  # the launcher's trait holding the arguments after ``cluster_args``
 
     def start(self) -> Any:
         server = server_for(self.cluster_id)
-        if server is None or list(self._command()) != list(self.default_cmd):
+        if server is None or list(getattr(self, self.command)) != list(self.default_cmd):
             return super().start()
         if self.state != "before":
             raise ProcessStateError(f"The process was already started and has state: {self.state}")
         env = os.environ.copy()
         env.update(self.get_env())
-        self.pid = server.fork(self.role, self._fork_arguments(), env, os.path.abspath(self.work_dir),
-                               self.output_file, **self._fork_options())
+        self.pid = server.fork(self.role, self.cluster_args + getattr(self, self.arguments), env,
+                               os.path.abspath(self.work_dir), self.output_file, **self._fork_options())
         self.process = psutil.Process(self.pid)
         self.notify_start(self.pid)
         self._start_waiting()
@@ -66,12 +62,7 @@ class _Forked:
 class ForkedControllerLauncher(_Forked, LocalControllerLauncher):
     role = "controller"
     default_cmd = ipcontroller_cmd_argv
-
-    def _command(self) -> list[str]:
-        return self.controller_cmd
-
-    def _fork_arguments(self) -> list[str]:
-        return self.cluster_args + self.controller_args
+    command, arguments = "controller_cmd", "controller_args"
 
     async def get_connection_info(self, timeout: float | None = None) -> dict:
         """ipyparallel looks for the files every 0.1 s; a forked controller writes them
@@ -88,12 +79,7 @@ class ForkedControllerLauncher(_Forked, LocalControllerLauncher):
 class ForkedEngineLauncher(_Forked, LocalEngineLauncher):
     role = "engine"
     default_cmd = ipengine_cmd_argv
-
-    def _command(self) -> list[str]:
-        return self.engine_cmd
-
-    def _fork_arguments(self) -> list[str]:
-        return self.cluster_args + self.engine_args
+    command, arguments = "engine_cmd", "engine_args"
 
     def _fork_options(self) -> dict[str, Any]:
         return {"connection_file": self.connection_files["engine"]}

@@ -13,7 +13,7 @@ import hashlib
 import threading
 from typing import Any, Callable, Iterator
 
-from ..core.fingerprint import digest, holds_paths
+from ..core.fingerprint import digest, feed
 from ..core.serialize import Pickled
 from .engine import drop_shared, install_packages, store_shared
 from .packages import Package
@@ -37,15 +37,11 @@ class Shipments:
         self.lock = threading.Lock()  # held while engines are sent something or let in
 
     def share(self, values: dict[str, Pickled], engines: Callable[[], list[int]],
-              originals: dict[str, Any] | None = None) -> None:
+              originals: dict[str, Any]) -> None:
+        """``values`` pickled for the engines; ``originals``: the same values as given,
+        which key the results that read them."""
         values = {name: pickled.owned() for name, pickled in values.items()}
-        keys = {name: (originals or {}).get(name) for name in values}
-        for name, pickled in values.items():
-            if keys[name] is None or not holds_paths(keys[name]):
-                h = hashlib.blake2b(digest_size=16)
-                for chunk in pickled.chunks():
-                    h.update(chunk)
-                keys[name] = h.digest()
+        keys = {name: _key(originals[name]) for name in values}
         with self.lock:
             self._values.update(values)
             self._keys.update(keys)
@@ -109,6 +105,13 @@ class Shipments:
 
     def names(self) -> Iterator[str]:
         return iter(sorted(self._values))
+
+
+def _key(value: Any) -> Any:
+    """What keys a shared value: the digest of it now, or the value itself when it holds
+    paths (their files are read again each time keys are made: they may change)."""
+    h = hashlib.blake2b(digest_size=16)
+    return value if feed(h, value) else h.digest()
 
 
 def _arguments(values: dict[str, Pickled]) -> list[Any]:

@@ -178,34 +178,22 @@ class Evaluation:
 
     def _reuse(self, req: UnitRequest, found: list) -> int:
         """Take units an earlier run finished (same code, parameters, inputs) from the
-        store; returns how many."""
+        store: ``found``, stretches that do not overlap (``Recorder.lookup``); returns how
+        many units they hold."""
         if not found:
             return 0
-        n = len(req.inputs)
-        have = bytearray(n)
+        have = bytearray(len(req.inputs))
         total = 0
         for f in found:
-            if f.stop > n:
-                continue
-            again = set(f.skip)
-            values = f.outcome.values
-            for pos in range(f.stop - f.start):
-                i = f.start + pos
-                if pos in again or have[i] or f.offset + pos >= len(values):
-                    again.add(pos)
-                    continue
-                have[i] = 1
-                req.results[i] = values[f.offset + pos]
-            taken = f.stop - f.start - len(again)
-            if taken:
-                total += taken
-                self.run.report_chunk(ChunkRecord(req, f.start, f.stop, f.engine, f.outcome, f.offset, {}, again),
-                                 blob=f.blob)
-        if total:
-            req.node.units.reuse(total)
-            req.remaining -= total
-            self.run.reused += total
-            req.todo = _stretches(have)
+            n = f.stop - f.start
+            req.results[f.start:f.stop] = f.outcome.values[f.offset:f.offset + n]
+            have[f.start:f.stop] = b"\1" * n
+            total += n
+            self.run.report_chunk(ChunkRecord(req, f.start, f.stop, f.engine, f.outcome, f.offset, {}), blob=f.blob)
+        req.node.units.reuse(total)
+        req.remaining -= total
+        self.run.reused += total
+        req.todo = _stretches(have)
         return total
 
     def eval(self, node: Node, input: Any, done: Callable[[Any], None], unit: int | None = None) -> None:

@@ -25,9 +25,9 @@ from array import array
 from pathlib import PurePath
 from typing import Any, Iterable, Iterator
 
-from .serialize import OUT_OF_BAND
+from .serialize import split
 
-__all__ = ["digest", "feed", "holds_paths", "unit_digests", "unit_digest_pieces", "unit_digests_if_changeable",
+__all__ = ["digest", "feed", "unit_digests", "unit_digest_pieces", "unit_digests_if_changeable",
            "content_of", "UNIT_DIGEST"]
 
 UNIT_DIGEST = 8  # bytes per unit: collisions among a store's units are out of reach (2**64)
@@ -69,8 +69,8 @@ def content_of(path: "str | os.PathLike[str]") -> tuple:
 class _KeyPickler(pickle.Pickler):
     """A pickler for keys only: paths become their name and content."""
 
-    def __init__(self, file: Any, buffer_callback: Any = None) -> None:
-        super().__init__(file, protocol=5, buffer_callback=buffer_callback)
+    def __init__(self, file: Any, protocol: int, buffer_callback: Any = None) -> None:
+        super().__init__(file, protocol=protocol, buffer_callback=buffer_callback)
         self.paths = 0
 
     def reducer_override(self, obj: Any) -> Any:  # not called for ints, floats, str, lists...
@@ -84,45 +84,35 @@ def _path_content(*args: Any) -> None:
     """Stands for a path in a key's pickle (never called)."""
 
 
+class _KeyDumps:
+    """``pickle.dumps`` for ``serialize.split`` with ``_KeyPickler``, counting the paths."""
+
+    paths = 0
+
+    def __call__(self, obj: Any, protocol: int, buffer_callback: Any) -> bytes:
+        out = io.BytesIO()
+        pickler = _KeyPickler(out, protocol, buffer_callback)
+        pickler.dump(obj)
+        self.paths = pickler.paths
+        return out.getvalue()
+
+
 def feed(h: Any, value: Any) -> int:
     """Feed ``value``'s key pickle to the hash ``h``; big buffers (arrays) are hashed where
     they are, as ``serialize.split`` leaves them out. Returns how many paths it holds."""
-    buffers: list[memoryview] = []
-
-    def keep_large(buffer: pickle.PickleBuffer) -> bool:  # True: inside the pickle
-        try:
-            raw = buffer.raw()
-        except BufferError:
-            return True
-        if raw.nbytes < OUT_OF_BAND:
-            return True
-        buffers.append(raw)
-        return False
-
-    out = io.BytesIO()
-    pickler = _KeyPickler(out, buffer_callback=keep_large)
+    dumps = _KeyDumps()
     try:
-        pickler.dump(value)
+        pickled = split(value, dumps)
     except Exception:
         import cloudpickle  # lambdas and cell-defined classes: by value, paths by name only
 
         h.update(cloudpickle.dumps(value))
         return 0
-    h.update(out.getbuffer())
-    for raw in buffers:
-        h.update(raw.nbytes.to_bytes(8, "little"))
-        h.update(raw)
-    return pickler.paths
-
-
-class _Count:
-    def update(self, data: Any) -> None:
-        pass
-
-
-def holds_paths(value: Any) -> bool:
-    """Whether ``value`` is or holds a path (whose file's content then counts)."""
-    return feed(_Count(), value) > 0
+    h.update(pickled.head)
+    for buffer in pickled.buffers:
+        h.update(buffer.nbytes.to_bytes(8, "little"))
+        h.update(buffer)
+    return dumps.paths
 
 
 def digest(value: Any, size: int = 16) -> bytes:

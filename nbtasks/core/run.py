@@ -59,9 +59,9 @@ class Recorder(Protocol):
 
     def lookup(self, request: Any, reuse: bool) -> tuple[list, dict[str, int]]:
         """Key ``request`` (sets ``request.key`` and ``request.leaf``); with ``reuse``, the
-        stretches of its units an earlier run finished (``start, stop, offset, skip, engine,
-        blob, outcome``, ``start``/``stop`` in this request) and, for the units it did not
-        find, why not (``explain.Reasons``: count)."""
+        stretches of its units an earlier run finished (``start, stop, offset, engine, blob,
+        outcome``, ``start``/``stop`` in this request, none overlapping) and, for the units
+        it did not find, why not (``explain.Reasons``: count)."""
 
     def record(self, run: "Run", chunk: ChunkRecord, payload: bytes | None = None,
                blob: int | None = None) -> None: ...

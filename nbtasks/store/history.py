@@ -34,7 +34,7 @@ from ..core.states import COUNTS, RunState, UnitCounts, UnitState
 from .location import MEMORY
 from .recorder import Store
 from .reader import (RUN_COLUMNS, RUN_STATES, STALE_AFTER, StoreReader, done_unit_rows, failure_record,
-                     run_filter, run_summary)
+                     newer_columns, run_filter, run_summary)
 from .results import ResultNotKept, UnpicklableResult, read_blob
 
 __all__ = ["runs", "History", "StoredRun", "RunLost", "RecordedError", "ResultNotKept", "LOST"]
@@ -112,9 +112,7 @@ class History(StoreReader):
     def _columns(self, conn: sqlite3.Connection) -> str:
         """What ``_record`` reads; a store of schema 1 read as it is (never upgraded by a
         reader) has no ``result_blob`` or ``explain``: NULL."""
-        have = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
-        return ", ".join([RUN_COLUMNS, "tree, params",
-                          *(c if c in have else "NULL" for c in ("result_blob", "explain"))])
+        return ", ".join([RUN_COLUMNS, "tree, params", *newer_columns(conn, "runs", "result_blob", "explain")])
 
     def find(self, name: str | None = None, tag: str | None = None, state: str | None = None,
              notebook: str | None = None, limit: int | None = DEFAULT_LIMIT) -> list["StoredRun"]:

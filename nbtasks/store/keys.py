@@ -1,8 +1,8 @@
 """Keys: what makes two units "the same work" across runs and kernels.
 
 A *leaf* is a task as the engines run it: its code, parameters and the shared
-values (``leaf_digest``; a part of it per function, parameter and shared value,
-``leaf_parts``, so a later run can say what changed). A unit is the same when
+values (``leaf_digest``; with a part of it per function, parameter and shared
+value, so a later run can say what changed). A unit is the same when
 its leaf is and so is its own input (``fingerprint.unit_digests``); a whole
 request (a leaf over a list of inputs) has a key of its own too
 (``request_key``), the quick way to find a rerun of the very same list.
@@ -25,7 +25,7 @@ from typing import Any, Mapping
 from ..core.fingerprint import digest, feed
 from ..core.usercode import is_users, named, reach
 
-__all__ = ["task_digest", "leaf_digest", "leaf_parts", "request_key"]
+__all__ = ["task_digest", "leaf_digest", "request_key"]
 
 
 def _hasher() -> "hashlib._Hash":
@@ -49,16 +49,19 @@ def _source(obj: Any) -> bytes:
 
 
 class _Pieces:
-    """Feeds a hash, and keeps each piece's own digest under a name people know
-    (``smooth``, ``Model.fit``, ``module helpers.py``) when ``named`` is asked for."""
+    """Feeds a hash and, when ``named`` is asked for, keeps each piece's own digest under
+    a name people know (``function smooth``, ``class Model``, ``module helpers.py``) and
+    the functions and classes the walk reached (``objects``, for ``_callers``)."""
 
-    def __init__(self, h: Any, named: dict[str, str] | None = None) -> None:
-        self.h, self.named = h, named
+    def __init__(self, h: Any, named: dict[str, str] | None = None, objects: list | None = None) -> None:
+        self.h, self.named, self.objects = h, named, objects
 
-    def feed(self, label: str, data: bytes) -> None:
+    def feed(self, label: str, data: bytes, obj: Any = None) -> None:
         self.h.update(data)
         if self.named is not None:
             self.named[label] = hashlib.blake2b(data, digest_size=8).hexdigest()
+            if obj is not None and self.objects is not None:
+                self.objects.append(obj)
 
 
 def _feed_code(pieces: _Pieces, root: Any, seen: set[int]) -> None:
@@ -70,7 +73,8 @@ def _feed_code(pieces: _Pieces, root: Any, seen: set[int]) -> None:
             _feed_file(pieces, obj.__file__)
         else:
             name = getattr(obj, "__qualname__", type(obj).__qualname__)
-            pieces.feed(f"{'class' if inspect.isclass(obj) else 'function'} {name}", name.encode() + _source(obj))
+            pieces.feed(f"{'class' if inspect.isclass(obj) else 'function'} {name}", name.encode() + _source(obj),
+                        obj)
             module = sys.modules.get(getattr(obj, "__module__", None) or "")
             file = getattr(module, "__file__", None)
             if file and module.__name__ != "__main__" and id(module) not in seen and is_users(module):
@@ -99,11 +103,12 @@ def _settings(task: Any) -> bytes:
     return "\n".join(out).encode()
 
 
-def task_digest(task: Any, code: dict[str, str] | None = None) -> bytes:
+def task_digest(task: Any, code: dict[str, str] | None = None, objects: list | None = None) -> bytes:
     """The identity of a task's code and settings (not its name's position in a tree);
-    ``code`` gets a digest per function, class and module it reaches."""
+    ``code`` gets a digest per function, class and module it reaches, ``objects`` the
+    functions and classes themselves."""
     h = _hasher()
-    pieces = _Pieces(h, code)
+    pieces = _Pieces(h, code, objects)
     h.update(type(task).__qualname__.encode())
     fn = getattr(task, "fn", None)
     seen: set[int] = set()
@@ -113,20 +118,18 @@ def task_digest(task: Any, code: dict[str, str] | None = None) -> bytes:
         _feed_code(pieces, type(task), seen)
     pieces.feed("settings", _settings(task))
     for sub in task.subtasks():
-        h.update(task_digest(sub, code))
+        h.update(task_digest(sub, code, objects))
     return h.digest()
 
 
-def _callers(task: Any) -> dict[str, str]:
+def _callers(objects: list) -> dict[str, str]:
     """Which reached function names each other one: ``{"smooth": "simulate"}``."""
-    roots = [r for r in (getattr(task, "fn", None), type(task)) if r is not None]
-    objs = [obj for root in roots for obj in reach(root) if not inspect.ismodule(obj)]
-    ids = {id(obj): getattr(obj, "__qualname__", "") for obj in objs}
+    names = {id(obj): obj.__qualname__ for obj in objects}
     out: dict[str, str] = {}
-    for obj in objs:
+    for obj in objects:
         if inspect.isfunction(obj):
             for value in named(obj):
-                name = ids.get(id(value))
+                name = names.get(id(value))
                 if name and name != obj.__qualname__:
                     out.setdefault(name, obj.__qualname__)
     return out
@@ -134,32 +137,27 @@ def _callers(task: Any) -> dict[str, str]:
 
 def leaf_digest(task: Any, mode: str, params: Mapping[str, Any], extra: tuple,
                 parts: dict[str, Any] | None = None) -> bytes:
-    """One leaf task as the engines run it: code, mode (map/reduce/call), parameters;
-    ``parts`` gets what ``leaf_parts`` describes."""
+    """One leaf task as the engines run it: code, mode (map/reduce/call), parameters.
+
+    ``parts`` gets what it is made of, one digest per piece a person can name: ``code``
+    (function, class or module -> digest), ``calls`` (function -> a function that calls
+    it), ``params`` (name -> digest), ``mode``. The store keeps them to explain a later run."""
     code: dict[str, str] | None = {} if parts is not None else None
+    objects: list = []
     h = _hasher()
-    h.update(task_digest(task, code))
+    h.update(task_digest(task, code, objects))
     h.update(mode.encode())
     feed(h, sorted(params.items()))
     if extra:
         combiner, cparams = extra
         if combiner is not None:
-            h.update(task_digest(combiner, code))
+            h.update(task_digest(combiner, code, objects))
             feed(h, sorted((cparams or {}).items()))
             params = {**(cparams or {}), **params}
     if parts is not None:
-        parts.update(code=code, calls=_callers(task), mode=mode,
+        parts.update(code=code, calls=_callers(objects), mode=mode,
                      params={name: digest(value, 8).hex() for name, value in params.items()})
     return h.digest()
-
-
-def leaf_parts(task: Any, mode: str, params: Mapping[str, Any], extra: tuple) -> dict[str, Any]:
-    """What a leaf is made of, one digest per piece a person can name: ``code`` (function,
-    class or module -> digest), ``calls`` (function -> a function that calls it),
-    ``params`` (name -> digest), ``mode``. The store keeps it to explain a later run."""
-    parts: dict[str, Any] = {}
-    leaf_digest(task, mode, params, extra, parts)
-    return parts
 
 
 def request_key(leaf: bytes, inputs: Any) -> str | None:

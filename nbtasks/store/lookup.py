@@ -41,12 +41,11 @@ class Leaf:
 
 @dataclass
 class Found:
-    """A stretch of finished units, [start, stop) of the request looked up, taken from a
-    stored outcome at ``offset``."""
+    """A stretch of finished units, [start, stop) of the request looked up, whose values
+    are ``outcome.values[offset:offset + stop - start]``."""
     start: int
     stop: int
     offset: int
-    skip: frozenset
     engine: int | None
     blob: int
     outcome: Any
@@ -147,10 +146,11 @@ def look_up(conn: sqlite3.Connection, request: Any, leaf: Leaf,
     outcomes = {blob: load(*where) for blob, where in units.blobs.items()}
     found, why = [], {}
     for start, stop, offset, blob, engine in units.taken:
-        if outcomes[blob] is None:
+        outcome = outcomes[blob]
+        if outcome is None or offset + stop - start > len(outcome.values):  # gone, or not what was written
             why[Reasons.UNREADABLE] = why.get(Reasons.UNREADABLE, 0) + stop - start
         else:
-            found.append(Found(start, stop, offset, frozenset(), engine, blob, outcomes[blob]))
+            found.append(Found(start, stop, offset, engine, blob, outcome))
     for reason in units.why.values():
         why[reason] = why.get(reason, 0) + 1
     left = units.have.count(0) - len(units.why)

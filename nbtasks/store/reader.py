@@ -28,7 +28,7 @@ LIVE_RUN_STATES = tuple(s.value for s in RunState if not s.finished)
 UNIT_STATES = ("done", "failed")
 #: seconds without a write from its kernel after which a live run counts as lost
 STALE_AFTER = 15.0
-_IS_LIVE = f"state IN ({', '.join('?' * len(LIVE_RUN_STATES))})"  # SQL; takes LIVE_RUN_STATES as arguments
+IS_LIVE = f"state IN ({', '.join('?' * len(LIVE_RUN_STATES))})"  # SQL; takes LIVE_RUN_STATES as arguments
 
 RUN_COLUMNS = ("id, name, notebook, host, kernel_pid, cluster, counts, total, reused, state, note, error, "
                 "submitted, started, ended, updated, cancel_requested, cancel_reason")
@@ -99,7 +99,7 @@ class StoreReader:
         if conn is None:
             return None
         try:
-            explain = "explain" if _has_column(conn, "runs", "explain") else "NULL"  # schema 1: none
+            explain, = newer_columns(conn, "runs", "explain")
             row = conn.execute(f"SELECT {RUN_COLUMNS}, tree, params, {explain} FROM runs WHERE id = ?",
                                (run_id,)).fetchone()
         finally:
@@ -164,7 +164,7 @@ class StoreReader:
         try:
             with conn:
                 conn.execute("UPDATE runs SET cancel_requested = coalesce(cancel_requested, ?), cancel_reason = "
-                             f"coalesce(cancel_reason, ?) WHERE id = ? AND {_IS_LIVE}",
+                             f"coalesce(cancel_reason, ?) WHERE id = ? AND {IS_LIVE}",
                              (time.time(), reason, run_id, *LIVE_RUN_STATES))
         finally:
             conn.close()
@@ -176,7 +176,7 @@ def run_filter(state: str | None, stale_after: float) -> tuple[list[str], list]:
     see it: "lost" is a live state whose kernel stopped writing ``stale_after`` ago."""
     fresh = time.time() - stale_after
     if state == "lost":
-        return [f"{_IS_LIVE} AND updated < ?"], [*LIVE_RUN_STATES, fresh]
+        return [f"{IS_LIVE} AND updated < ?"], [*LIVE_RUN_STATES, fresh]
     if state in LIVE_RUN_STATES:
         return ["state = ? AND updated >= ?"], [state, fresh]
     if state is not None:
@@ -248,6 +248,8 @@ def done_unit_rows(conn: sqlite3.Connection, run_id: str, skip: int = 0,
                     return
 
 
-def _has_column(conn: sqlite3.Connection, table: str, column: str) -> bool:
-    """A store of an older schema, read where it cannot be upgraded, lacks newer columns."""
-    return any(row[1] == column for row in conn.execute(f"PRAGMA table_info({table})"))
+def newer_columns(conn: sqlite3.Connection, table: str, *columns: str) -> list[str]:
+    """``columns`` of ``table`` as a SELECT names them: NULL for each that a store of an
+    older schema lacks (read where it cannot be upgraded, it keeps the columns it has)."""
+    have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+    return [column if column in have else "NULL" for column in columns]

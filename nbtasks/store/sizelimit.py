@@ -26,7 +26,7 @@ from typing import Collection
 
 from .amounts import format_size, parse_size
 from .location import MEMORY
-from .reader import LIVE_RUN_STATES, STALE_AFTER
+from .reader import IS_LIVE, LIVE_RUN_STATES, STALE_AFTER
 
 __all__ = ["LIMIT_ENV", "DEFAULT_LIMIT", "LOW_WATER", "META_KEY", "SizeLimit", "Dropped", "drop_oldest",
            "kept_bytes", "effective_limit", "limit_value", "default_limit", "live_runs", "remove_files",
@@ -51,7 +51,6 @@ STEP_PAGES = 8_000
 _NO_LIMIT = ("none", "off", "unlimited", "no")
 #: where the store keeps its own limit (``set_size_limit``), in its ``meta`` table
 META_KEY = "size_limit"
-_LIVE = f"state IN ({', '.join('?' * len(LIVE_RUN_STATES))}) AND updated >= ?"  # SQL
 
 
 @dataclass(frozen=True)
@@ -120,7 +119,7 @@ def kept_bytes(conn: sqlite3.Connection) -> int:
 
 
 def live_runs(conn: sqlite3.Connection, now: float) -> set[str]:
-    return {r[0] for r in conn.execute(f"SELECT id FROM runs WHERE {_LIVE}",
+    return {r[0] for r in conn.execute(f"SELECT id FROM runs WHERE {IS_LIVE} AND updated >= ?",
                                        (*LIVE_RUN_STATES, now - STALE_AFTER))}
 
 
