@@ -15,6 +15,7 @@ import atexit
 import enum
 import logging
 import os
+import socket
 import threading
 import time
 from typing import Any
@@ -363,7 +364,19 @@ class Cluster:
         return [i for i in self.engines if i in self._checked]
 
     def _send(self, ids: list[int], fn: Any, *args: Any) -> Any:
-        return self.client.direct_view(targets=ids).apply_sync(fn, *args)
+        with self._dispatcher.engines_wanted(ids):  # not behind a lane that goes on and on
+            return self.client.direct_view(targets=ids).apply_sync(fn, *args)
+
+    def lane_hosts(self) -> tuple[str, str] | None:
+        """Where the dispatcher's lanes listen, and the address engines dial: where the
+        controller listens for them, as it runs here (None: a cluster we only connected
+        to, whose engines may not reach this machine; its chunks go by apply)."""
+        if not self._owned or self._ipp is None:
+            return None
+        ip = self._ipp.controller_ip or "127.0.0.1"
+        if ip in ("*", "0.0.0.0"):  # engines find the controller by this machine's name
+            return "*", self._ipp.controller_location or socket.gethostname()
+        return ip, ip
 
     def lost(self) -> Exception | None:
         """A cluster we started whose controller died is failed for good, its engines

@@ -10,16 +10,19 @@ handlers in ``Dispatcher._handlers``. One thread owns all mutable dispatch state
 (streams, chunks in flight, counters), so nothing here takes a lock; other threads
 only put messages in the inbox. What comes back is applied by ``outcomes.Outcomes``;
 chunks that do not come back are ``recovery.Recovery``'s (see ``seams.py``).
-Chunks go to a chosen engine through a DirectView (not ipyparallel's task
-scheduler): we know where every unit is, which is what cancel and engine
-loss need, and a small per-engine queue (``depth``) hides the round trip.
+Chunks go to a chosen engine (not through ipyparallel's task scheduler): we know
+where every unit is, which is what cancel and engine loss need, and a small
+per-engine queue (``depth``) hides the round trip. They go down the engine's lane
+(``lanes.py``) when it has one, else as an ``apply`` through a DirectView.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import logging
+import os
 import queue
 import threading
 from typing import Any, Callable
@@ -30,6 +33,7 @@ from ..core.run import Run
 from ..core.serialize import Pickled, dump, dumps
 from .engine import PROGRESS_KEY, run_chunk
 from .errors import ClusterStopped
+from .lanes import Lanes
 from .limits import Limits
 from .outcomes import Outcomes
 from .recovery import DEATH_GRACE, Recovery
@@ -59,7 +63,10 @@ class Dispatcher:
         self._handlers: dict[str, Callable[..., None]] = {
             "run": self._on_run, "cancel": self._on_cancel, "done": self._on_done,
             "reused": self._on_reused, "probed": self.recovery.on_probed,
+            "lane": self._on_lane, "lane_returned": self._on_lane_returned, "hold": self._on_hold,
         }
+        self.lanes: Lanes | None = None
+        self._lanes_tried = False
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._stopped = False
@@ -86,6 +93,19 @@ class Dispatcher:
         """A message from ipyparallel's IO thread (a reply): delivered even while stopping."""
         self.inbox.put(message)
 
+    @contextlib.contextmanager
+    def engines_wanted(self, engines: list[int]):
+        """While the client sends ``engines`` an apply of its own, their lanes close (the
+        apply would wait behind them) and their chunks go by apply, in order behind it."""
+        holding = self._thread is not None and not self._stopped
+        if holding:
+            self.inbox.put(("hold", list(engines), 1))
+        try:
+            yield
+        finally:
+            if holding:
+                self.inbox.put(("hold", list(engines), -1))
+
     def stop(self, timeout: float = 5.0) -> None:
         if self._thread is not None and not self._stopped:
             self.inbox.put(("stop",))
@@ -96,7 +116,8 @@ class Dispatcher:
     def _loop(self) -> None:
         while True:
             dying = bool(self.recovery.dying)
-            waiting = bool(self.streams) or bool(self.outcomes.delayed) or dying or any(self.flight.values())
+            waiting = (bool(self.streams) or bool(self.outcomes.delayed) or dying or any(self.flight.values())
+                       or (self.lanes is not None and self.lanes.open))
             try:
                 # idle, it still wakes now and then: dead engines get replaced
                 message = self.inbox.get(timeout=(DEATH_GRACE if dying else 0.25) if waiting else 1.0)
@@ -125,6 +146,8 @@ class Dispatcher:
                 self._poll_progress()
                 self.recovery.release_dying()
                 self.outcomes.release_delayed()
+                if self.lanes is not None:
+                    self.lanes.tidy()
                 lost = self.cluster.lost()
                 if lost is not None:
                     self._cluster_lost(lost)
@@ -211,6 +234,32 @@ class Dispatcher:
             evaluation.request_done(request)
         self.forget_if_over(evaluation)
 
+    def _on_lane(self, identity: bytes, message: Any) -> None:
+        if self.lanes is not None:
+            self.lanes.on_message(identity, message)
+
+    def _on_lane_returned(self, lane: Any) -> None:
+        if self.lanes is not None:
+            self.lanes.on_returned(lane)
+
+    def _on_hold(self, engines: list[int], delta: int) -> None:
+        if self.lanes is not None:
+            self.lanes.hold(engines, delta)
+
+    def _route(self, engine: int) -> Any:
+        """How the next chunk goes to ``engine``: a lane, True (apply) or False (not now)."""
+        if self.lanes is None and not self._lanes_tried:
+            self._lanes_tried = True
+            hosts = self.cluster.lane_hosts() if os.environ.get("NBTASKS_LANES", "1") != "0" else None
+            if hosts is not None:
+                try:
+                    self.lanes = Lanes(*hosts, self.post_from_engine)
+                except Exception:
+                    log.info("nbtasks: no lanes (chunks go by apply)", exc_info=True)
+        if self.lanes is None:
+            return True
+        return self.lanes.route(engine, self.view(engine))
+
     @staticmethod
     def started(chunk: Chunk) -> None:
         """Its units count as running once the engine gets to the chunk, not when it is
@@ -240,7 +289,10 @@ class Dispatcher:
             mine = [c for c in chunks if c.stream.evaluation.run is run]
             if not mine:
                 continue
-            queued_ids = [c.ar.msg_ids[0] for c in mine if c is not chunks[0]]
+            queued = [c for c in mine if c is not chunks[0]]
+            if self.lanes is not None:
+                self.lanes.drop([c for c in queued if self.lanes.carries(c)])
+            queued_ids = [c.ar.msg_ids[0] for c in queued if not Lanes.carries(c)]
             if queued_ids:
                 try:
                     self.view(engine).abort(jobs=queued_ids)
@@ -310,17 +362,20 @@ class Dispatcher:
                 if not self.streams:
                     return
                 if len(self.flight[engine]) < self.depth:
-                    self._send_one(engine, len(engines))
+                    route = self._route(engine)
+                    if route is not False:
+                        self._send_one(engine, len(engines), route)
 
-    def _send_one(self, engine: int, n_engines: int) -> None:
-        """Send the next stream's chunk to ``engine``; streams that cannot send now
-        (probing, limited, avoiding this engine) let the next one go instead."""
+    def _send_one(self, engine: int, n_engines: int, route: Any) -> None:
+        """Send the next stream's chunk to ``engine`` (down ``route``, a lane, or by apply
+        if True); streams that cannot send now (probing, limited, avoiding this engine)
+        let the next one go instead."""
         for _ in range(len(self.streams)):
             stream = self.streams.popleft()
-            if self._send_from(stream, engine, n_engines):
+            if self._send_from(stream, engine, n_engines, route):
                 return
 
-    def _send_from(self, stream: Stream, engine: int, n_engines: int) -> bool:
+    def _send_from(self, stream: Stream, engine: int, n_engines: int, route: Any = True) -> bool:
         probing = stream.sizer.probing
         if probing and stream.in_flight >= n_engines * self.depth:
             self.streams.append(stream)  # still probing: wait for a measurement
@@ -354,8 +409,13 @@ class Dispatcher:
         stream.sizer.observe_bytes(chunk.n, sent=pickled.nbytes)
         self.limits.sent(task, chunk.n)
         # big buffers (arrays) in the inputs go as zmq frames of their own, not copied
-        chunk.ar = self.view(engine).apply_async(run_chunk, stream.token, stream.blob, parts[0][1],
-                                                 stream.sizer.probe_budget(), *pickled.wire())
+        if route is True:
+            chunk.ar = self.view(engine).apply_async(run_chunk, stream.token, stream.blob, parts[0][1],
+                                                     stream.sizer.probe_budget(), *pickled.wire())
+        else:
+            self.lanes.send(route, chunk, stream.token, stream.blob, parts[0][1],
+                            stream.sizer.probe_budget(), pickled)
+            chunk.probed = True  # a lane loses no reply to a stray interrupt: nothing to probe
         stream.in_flight += 1
         self.flight[engine].append(chunk)
         if len(self.flight[engine]) == 1:
@@ -394,4 +454,6 @@ class Dispatcher:
         for evaluation in list(self.evaluations.values()):
             if not evaluation.over:
                 evaluation.fail(ClusterStopped(f"{self.cluster!r} was stopped"))
+        if self.lanes is not None:
+            self.lanes.close()
         self._stopped = True

@@ -12,7 +12,7 @@ import collections
 import functools
 import logging
 import time
-from typing import Any
+from typing import Any, Callable
 
 import cloudpickle
 
@@ -67,15 +67,27 @@ def _sendable(outcome: ChunkOutcome, task_name: str) -> Pickled:
     return split(outcome)
 
 
-def _publish_progress(position: int, fraction: float, message: str) -> None:
-    """Send a unit's progress to the client through ipyparallel's data channel."""
-    now = time.monotonic()
-    if fraction < 1.0 and now - _last_report[0] < _PROGRESS_EVERY:
-        return
-    _last_report[0] = now
+def _publish_data(data: dict) -> None:
+    """Send ``data`` to the client through ipyparallel's data channel (a chunk sent by apply)."""
     from ipyparallel.engine.datapub import publish_data
 
-    publish_data({PROGRESS_KEY: (position, fraction, message)})
+    publish_data(data)
+
+
+#: where a chunk's progress and finished units go: ipyparallel's data channel, or a lane's socket
+Publish = Callable[[dict], None]
+
+
+def _progress_reporter(publish: Publish) -> Callable[[int, float, str], None]:
+    def report(position: int, fraction: float, message: str) -> None:
+        """Send a unit's progress to the client, at most every ``_PROGRESS_EVERY`` seconds."""
+        now = time.monotonic()
+        if fraction < 1.0 and now - _last_report[0] < _PROGRESS_EVERY:
+            return
+        _last_report[0] = now
+        publish({PROGRESS_KEY: (position, fraction, message)})
+
+    return report
 
 
 class _Streamer:
@@ -92,8 +104,9 @@ class _Streamer:
     EVERY = 0.2
     RESEND_RATE = 100e6  # bytes/s: about a 1 Gb/s network (loopback is ~10x faster)
 
-    def __init__(self, units: int) -> None:
+    def __init__(self, units: int, publish: Publish) -> None:
         self.units = units
+        self.publish = publish
         self.sent = 0
 
     def __call__(self, out: ChunkOutcome, i: int, stdout: Any, stderr: Any) -> None:
@@ -106,9 +119,7 @@ class _Streamer:
             return  # the reply will say what could not be pickled
         if pickled.buffers and pickled.nbytes > self.RESEND_RATE * (out.ends[i] - _start_of(out, self.sent)):
             return  # cheaper to run again than to send twice
-        from ipyparallel.engine.datapub import publish_data
-
-        publish_data({f"{UNITS_KEY}{self.sent}": pickled.to_bytes()})
+        self.publish({f"{UNITS_KEY}{self.sent}": pickled.to_bytes()})
         self.sent = i + 1
 
 
@@ -146,14 +157,22 @@ def _settle() -> None:
 def run_chunk(token: str, task_blob: bytes, first_index: int, budget: float | None, *inputs_wire: Any) -> tuple:
     """Run a chunk's units; ``inputs_wire``: their inputs as ``Pickled.wire()`` items;
     ``budget``: seconds after which to stop (a probe's). Returns the outcome the same way."""
+    outcome = execute(token, task_blob, first_index, budget, Pickled.from_wire(inputs_wire), _publish_data)
+    return outcome.wire(REPLY_FRAMES)
+
+
+def execute(token: str, task_blob: bytes, first_index: int, budget: float | None,
+            inputs: Pickled, publish: Publish) -> Pickled:
+    """A chunk's units run here, whichever way the chunk came (``run_chunk``, a lane);
+    progress and finished units go out through ``publish`` meanwhile."""
     _settle()
-    _progress.set_reporter(_publish_progress)
+    _progress.set_reporter(_progress_reporter(publish))
     task, mode, params, extra, origins = _task_for(token, task_blob)
-    inputs = Pickled.from_wire(inputs_wire).loads()
-    outcome = execute_chunk(task, mode, params, inputs, extra, first_index,
-                            on_unit=_Streamer(len(inputs)), origins=origins, every=_Streamer.EVERY,
+    values = inputs.loads()
+    outcome = execute_chunk(task, mode, params, values, extra, first_index,
+                            on_unit=_Streamer(len(values), publish), origins=origins, every=_Streamer.EVERY,
                             budget=budget)
-    return _sendable(outcome, task.name).wire(REPLY_FRAMES)
+    return _sendable(outcome, task.name)
 
 
 def probe() -> None:

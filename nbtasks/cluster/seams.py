@@ -36,6 +36,9 @@ class EnginePool(Protocol):
     def usable_engines(self) -> list[int]:
         """Engines that may take chunks now (registered and checked)."""
 
+    def lane_hosts(self) -> tuple[str, str] | None:
+        """Where lanes listen and the address engines dial (None: chunks go by apply)."""
+
 
 class DispatchCore(Protocol):
     """What the dispatcher's parts need from it (``Dispatcher`` is one)."""
