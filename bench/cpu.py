@@ -8,7 +8,8 @@ reading of the machine: on a loaded one each unit overshoots its deadline a litt
 process is not running when it passes), and that shows in every peer's wall time too.
 
 Peers, each in its own process with its workers started and warmed up before the clock:
-nbtasks ``ParallelTask(spin)``, joblib ``Parallel(n_jobs=2)``, ``multiprocessing.Pool(2).map``,
+nbtasks ``ParallelTask(spin)`` (and once more with its chunks sent by apply, not down
+lanes, to show what lanes buy), joblib ``Parallel(n_jobs=2)``, ``multiprocessing.Pool(2).map``,
 dask ``client.map`` + ``gather`` (LocalCluster, 2 worker processes of 1 thread), raw
 ipyparallel ``LoadBalancedView.map`` (its defaults: one unit per message).
 """
@@ -39,6 +40,7 @@ DEFAULT_SIZES = ["40x50", "400x5", "4x500"]
 EFFICIENCY_TARGETS = {"40x50": 0.98, "400x5": 0.97, "4x500": 0.97}
 NOT_BELOW_JOBLIB = ("40x50",)  # sizes where nbtasks must also reach joblib's efficiency in the same run
 PEERS = [("nbtasks `ParallelTask`", "cpu-nbtasks"),
+         ("nbtasks, chunks by apply, no lanes (`NBTASKS_LANES=0`)", "cpu-nbtasks-apply"),
          ("joblib, loky, n_jobs=2", "cpu-joblib"),
          ("`multiprocessing.Pool(2).map`", "cpu-multiprocessing"),
          ("dask `client.map` + `gather`, LocalCluster(n_workers=2)", "cpu-dask"),
@@ -75,6 +77,15 @@ def cpu_nbtasks(args: argparse.Namespace) -> Result:
         task = nt.ParallelTask(spin)
         return each_size(args, lambda inputs: task.submit(inputs, cluster=cluster, progress=False,
                                                           cache=False).result())
+
+
+@worker("cpu-nbtasks-apply")
+def cpu_nbtasks_apply(args: argparse.Namespace) -> Result:
+    """What lanes bought: the same, each chunk an ipyparallel apply (as before lanes)."""
+    import os
+
+    os.environ["NBTASKS_LANES"] = "0"
+    return cpu_nbtasks(args)
 
 
 @worker("cpu-ipp-default")

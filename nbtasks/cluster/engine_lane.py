@@ -10,8 +10,10 @@ SIGINT (a cancel) and SIGALRM (a unit's timeout) work as they do for ``run_chunk
 outside a chunk a SIGINT is ignored, as one landing between two applies is.
 
 The client ends a lane (``close``) when it has had no work for the engine a moment,
-or wants the engine for an ``apply`` of its own; an engine that hears nothing for
-``quiet`` seconds ends it by itself, so a client that vanished never holds it.
+or wants the engine for an ``apply`` of its own. The engine ends it by itself between
+two chunks once the client's connection drops (a killed kernel), or after ``quiet``
+seconds without a word: an engine in a lane does not check its controller's
+heartbeats, so it must come back to its kernel's loop to notice that one is gone.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ def run_lane(address: str, identity: bytes, key: bytes, quiet: float) -> int:
     sock = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.IDENTITY, identity)
     sock.linger = 5000  # the last outcome and the "bye" still leave if the client is slow
+    monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
     sock.connect(address)
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
@@ -48,33 +51,49 @@ def run_lane(address: str, identity: bytes, key: bytes, quiet: float) -> int:
         sock.send_multipart(wire.pack("hello"))
         if not sock.poll(int(HELLO_WAIT * 1000)):
             return -1
-        lane = _Lane(sock, wire)
+        lane = _Lane(sock, monitor, wire)
         while lane.take(block=quiet):
-            while lane.queue:
+            while lane.queue and not lane.gone:
                 lane.run(*lane.queue.popleft())
                 ran += 1
                 lane.take(block=0)
-        sock.send_multipart(wire.pack("bye", ran))
+        if not lane.gone:
+            sock.send_multipart(wire.pack("bye", ran))
         return ran
     finally:
+        sock.disable_monitor()
+        monitor.close(linger=0)
         sock.close()
         if main:
             signal.signal(signal.SIGINT, previous)
 
 
 class _Lane:
-    def __init__(self, sock: Any, wire: Wire) -> None:
+    def __init__(self, sock: Any, monitor: Any, wire: Wire) -> None:
+        import zmq
+
         self.sock = sock
+        self.monitor = monitor
         self.wire = wire
         self.queue: collections.deque = collections.deque()  # (chunk id, args, payload)
         self.closing = False
+        self.gone = False  # the client's connection dropped: nothing sent gets anywhere
+        self.poller = zmq.Poller()
+        self.poller.register(sock, zmq.POLLIN)
+        self.poller.register(monitor, zmq.POLLIN)
 
     def take(self, block: float) -> bool:
         """Read what has arrived (waiting up to ``block`` seconds for something if the
         queue is empty); False once the lane is over."""
         import zmq
 
-        if not self.queue and not self.closing and block and not self.sock.poll(int(block * 1000)):
+        wait = block if not self.queue and not self.closing else 0
+        ready = dict(self.poller.poll(int(wait * 1000)))
+        if self.monitor in ready:
+            self.gone = True
+            self.sock.linger = 0
+            return False
+        if wait and not ready:
             return False  # the client went quiet
         while True:
             try:

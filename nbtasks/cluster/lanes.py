@@ -40,7 +40,7 @@ log = logging.getLogger("nbtasks")
 __all__ = ["Lanes", "LaneReply", "LaneFailure"]
 
 IDLE = 0.5  # seconds a lane stays open without work
-QUIET = 10.0  # seconds an engine waits for a word from the client before it ends the lane itself
+QUIET = 3.0  # seconds an engine waits for a word from the client before it ends the lane itself
 BYE_WAIT = 1.0  # seconds to wait for a lane's last messages once its apply returned
 
 

@@ -17,12 +17,12 @@ def test_a_point_counts_requests_messages_and_rows_and_stops_its_cluster():
 
     run = point["runs"][0]
     assert run["stored"]["units"] == 20
-    # every chunk nbtasks sent is one request the hub counted, answered with busy and idle on
-    # IOPub, and one row in the run store
-    assert run["requests"] == run["chunks"] == run["stored"]["rows"]
-    assert run["iopub"]["status"] == 2 * run["requests"]
-    # finished units streamed back: at most all but the last of each chunk (its reply carries it)
-    assert run["iopub"].get("data_message", 0) <= 20 - run["chunks"]
+    # every chunk nbtasks sent is one row in the run store; chunks go down the engines' lanes
+    # (nbtasks/cluster/lanes.py), not through the hub: it routes one apply per engine at most
+    # (a lane's, counted once it ends), each with busy and idle on IOPub, and no streamed units
+    assert run["chunks"] == run["stored"]["rows"] > 0
+    assert run["requests"] <= 2 and run["iopub"].get("status", 0) <= 4
+    assert run["iopub"].get("data_message", 0) == 0
     one, ten = point["peers"]["ipp-map-1"], point["peers"]["ipp-map-10"]
     assert (one["requests"], one["iopub"]["status"]) == (20, 40)
     assert (ten["requests"], ten["iopub"]["status"]) == (2, 4)
