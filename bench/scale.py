@@ -13,7 +13,8 @@ and on 2 cores the client, the controller and that overhead are what limits thro
 ideal is engines ÷ unit time (3,200 units/s for 32 engines of 10 ms).
 
 How messages are counted (the controller's message rate): each request the controller routes
-(a chunk of nbtasks, a ``map`` chunk of ipyparallel) is two messages through it (request in,
+(a ``map`` chunk of ipyparallel; nbtasks' chunks go down its lanes, beside the controller, which
+routes only each lane's own apply) is two messages through it (request in,
 reply out) and is counted by the hub itself (``queue_status``: requests completed per engine);
 every IOPub message (``status`` busy/idle per request, ``data_message`` for units nbtasks streams
 back, ``stream`` output) passes the IOPub relay and is deserialized by the hub, and is counted
@@ -311,7 +312,9 @@ def report(points: dict[str, Result], orphans: list[str] | None = None) -> list[
               "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for p in ok:
         lines += message_rows(p)
-    lines += ["", "Requests are counted by the hub (`queue_status`): each is a message in and its reply out. "
+    lines += ["", "nbtasks sends its chunks down lanes (a socket of its own to each engine), not through "
+              "the controller: its requests are the lanes' own applies, one per engine, counted once it ends. "
+              "Requests are counted by the hub (`queue_status`): each is a message in and its reply out. "
               "IOPub messages are counted by type on a socket of our own (`data_message`: finished units "
               "nbtasks streams back while a chunk goes on). Controller msgs/s = (2 × requests + IOPub) over "
               "the watched span (the run and 0.3 s after it); heartbeats are not in it. CPU is a share of one "
