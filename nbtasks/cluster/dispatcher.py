@@ -67,6 +67,7 @@ class Dispatcher:
         }
         self.lanes: Lanes | None = None
         self._lanes_tried = False
+        self._trim_due = False  # a run ended: give freed memory back when the dispatcher is idle
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._stopped = False
@@ -123,6 +124,11 @@ class Dispatcher:
                 message = self.inbox.get(timeout=(DEATH_GRACE if dying else 0.25) if waiting else 1.0)
             except queue.Empty:
                 message = None
+                if self._trim_due and not self.evaluations:
+                    # the last run's memory goes back once nothing came for a moment, not at its
+                    # end: the next submit (a loop of runs) would wait ~1-2 ms for the trim
+                    self._trim_due = False
+                    give_back_free_memory()
             messages = [] if message is None else [message]
             while True:  # drain, so a burst of replies schedules once
                 try:
@@ -308,7 +314,7 @@ class Dispatcher:
             for key in [k for k in self.stream_of if k[0] == run.id]:
                 del self.stream_of[key]
             if not self.evaluations:  # the last run is over: its replies and chunks are freed
-                give_back_free_memory()
+                self._trim_due = True
 
     def _poll_progress(self) -> None:
         """Copy what running units said with ``nt.progress`` onto their runs."""
