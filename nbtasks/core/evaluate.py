@@ -307,15 +307,12 @@ class Evaluation:
 
 
 def _stretches(have: bytearray) -> list[tuple[int, int]]:
-    """The (start, stop) stretches of zeros in ``have``."""
-    out, start = [], None
-    for i, flag in enumerate(have):
-        if not flag and start is None:
-            start = i
-        elif flag and start is not None:
-            out.append((start, i))
-            start = None
-    if start is not None:
-        out.append((start, len(have)))
+    """The (start, stop) stretches of zeros in ``have`` (``find`` steps over the rest in C)."""
+    out, at = [], 0
+    while (start := have.find(0, at)) != -1:
+        stop = have.find(1, start)
+        stop = len(have) if stop == -1 else stop
+        out.append((start, stop))
+        at = stop
     return out
 

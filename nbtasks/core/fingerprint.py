@@ -32,6 +32,7 @@ __all__ = ["digest", "feed", "unit_digests", "unit_digest_pieces", "unit_digests
 
 UNIT_DIGEST = 8  # bytes per unit: collisions among a store's units are out of reach (2**64)
 _PLAIN = frozenset({int, float, str, bytes, bool, type(None)})
+_INT_ONLY = frozenset({int})
 _READ = 1 << 20
 _hashes: dict[tuple, bytes] = {}  # (path, dev, ino, size, mtime_ns) -> content hash
 _hashes_lock = threading.Lock()
@@ -131,7 +132,7 @@ def unit_digests(items: Iterable[Any]) -> bytes:
     """
     if not isinstance(items, (list, tuple, range)):
         items = list(items)
-    if isinstance(items, range) or all(type(item) is int for item in items):
+    if isinstance(items, range) or _INT_ONLY.issuperset(map(type, items)):
         try:
             return array("q", items).tobytes()
         except OverflowError:
@@ -154,7 +155,7 @@ def unit_digests_if_changeable(items: Any) -> bytes | None:
     (then None: they may be taken later, off the caller's path). A list of dicts can be
     changed in place and a file edited after the run: their digests must be of the
     inputs as the units got them."""
-    if isinstance(items, range) or all(type(item) in _PLAIN for item in items):
+    if isinstance(items, range) or _PLAIN.issuperset(map(type, items)):
         return None
     return unit_digests(items)
 

@@ -11,10 +11,13 @@ Runs on the dispatch thread, on the store's read connection.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import json
+import operator
 import sqlite3
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from ..core.explain import Reasons
 from ..core.fingerprint import UNIT_DIGEST, unit_digests
@@ -95,14 +98,17 @@ class _Units:
                 else:
                     self._take(pos, pos + 1, offset + pos - start, row)
 
-    def take_moved(self, rows: list[tuple], positions: list[int | None]) -> None:
+    def take_moved(self, rows: list[tuple], positions: list[int]) -> None:
         """Stored stretches of another list of the same leaf; ``positions[i]``: where unit
-        ``i``'s input sits in it (None: not there)."""
+        ``i``'s input sits in it (-1: not there). Taken a run of consecutive positions at a
+        time (a list grown or shrunk is one or two runs), cut where a stored row ends."""
         size = max((row[1] for row in rows), default=0)
         owner: list[int | None] = [None] * size  # stored position -> the newest row that finished it
         bad: dict[int, str] = {}
+        cuts = {size}  # stored positions where the owner may change
         for r in range(len(rows) - 1, -1, -1):  # oldest first: newer rows overwrite
             start, stop, _, skip, _, _, _, _, dropped = rows[r]
+            cuts.update((start, stop))
             if dropped is not None:
                 bad.update((pos, Reasons.DROPPED) for pos in range(start, stop) if owner[pos] is None)
                 continue
@@ -110,25 +116,52 @@ class _Units:
             owner[start:stop] = [r] * (stop - start)
             for s in json.loads(skip):
                 owner[start + s] = before[s]
+                cuts.update((start + s, start + s + 1))
                 if before[s] is None:
                     bad[start + s] = Reasons.FAILED_BEFORE
-        have, current = self.have, None
-        for i, pos in enumerate(positions):
-            if pos is None or have[i]:
-                continue
-            r = owner[pos] if pos < size else None
-            if r is None:
-                self._not(i, bad.get(pos, Reasons.NOT_FINISHED))
-                continue
+        edges = sorted(cuts)
+        for i, j, first in _runs(positions):
+            at = bisect.bisect_right(edges, first)
+            while i < j:  # pieces of the run with one owner each
+                end = min(j, i + edges[at] - first) if at < len(edges) else j
+                at += 1
+                self._take_piece(i, end, first, owner, bad, rows, size)
+                first += end - i
+                i = end
+
+    def _take_piece(self, i: int, j: int, first: int, owner: list, bad: dict, rows: list, size: int) -> None:
+        """Units ``i..j-1`` here are stored positions ``first..``, all of one row (or none)."""
+        r = owner[first] if first < size else None
+        if r is not None and self.have.find(1, i, j) == -1:
             row = rows[r]
-            offset = row[2] + pos - row[0]
-            if (current is not None and current[1] == i and current[3] == row[5]
-                    and current[2] + i - current[0] == offset):
-                current[1] = i + 1
-                have[i] = 1
+            self._take(i, j, row[2] + first - row[0], row)
+            return
+        for k in range(j - i):  # a row that failed or was dropped, or units already had
+            if self.have[i + k]:
+                continue
+            if r is None:
+                self._not(i + k, bad.get(first + k, Reasons.NOT_FINISHED))
             else:
-                self._take(i, i + 1, offset, row)
-                current = self.taken[-1]
+                row = rows[r]
+                self._take(i + k, i + k + 1, row[2] + first + k - row[0], row)
+
+
+def _runs(positions: list[int]) -> Iterator[tuple[int, int, int]]:
+    """``(i, j, first)``: ``positions[i:j]`` is ``first, first + 1, ...``, a maximal run,
+    none of them -1; found with C loops (``bytes.find``), not a Python step per unit."""
+    n = len(positions)
+    found = bytes(map((-1).__ne__, positions))
+    steps = bytes(map((1).__eq__, map(operator.sub, positions[1:], positions[:-1])))
+    at = 0
+    while (i := found.find(1, at)) != -1:
+        end = found.find(0, i)
+        end = n if end == -1 else end
+        while i < end:
+            brk = steps.find(0, i, end - 1)  # steps[k]: positions[k + 1] follows positions[k]
+            j = end if brk == -1 else brk + 1
+            yield i, j, positions[i]
+            i = j
+        at = end
 
 
 def look_up(conn: sqlite3.Connection, request: Any, leaf: Leaf,
@@ -171,8 +204,8 @@ def _by_unit(conn: sqlite3.Connection, request: Any, leaf: Leaf, units: _Units) 
     for key, digests in requests:  # newest first
         stored = memoryview(digests).cast("Q").tolist()
         index = dict(zip(stored, range(len(stored))))
-        positions = list(map(index.get, mine))
-        if positions.count(None) < len(positions):
+        positions = list(map(index.get, mine, itertools.repeat(-1)))
+        if positions.count(-1) < len(positions):
             units.take_moved(conn.execute(_STRETCHES, (key,)).fetchall(), positions)
             if not units.have.count(0):
                 break
