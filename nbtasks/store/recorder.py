@@ -90,6 +90,7 @@ class Store:
         self._noted: set[tuple[str, str]] = set()
         #: outcome id -> (outcome, blob id) within one batch: a chunk's parts share one blob
         self._blobs: dict[int, tuple[Any, int]] = {}
+        self._written = 0  # bytes of results written by this process (the size limit checks by them)
         self._closed = False
         self._lock = threading.Lock()  # guards the connections when they are one (memory)
         self._read_lock = threading.Lock()
@@ -281,7 +282,7 @@ class Store:
                 with self._runs_lock:
                     running = list(self._runs)
                 with self._guard():
-                    size_limit.after_write(self._write, self.results_dir, running)
+                    size_limit.after_write(self._write, self.results_dir, running, self._written)
             # hold nothing written while waiting for more: a part holds its run, and a run
             # every result of it (arrays, maybe GBs)
             item = items = fresh = None
@@ -343,6 +344,7 @@ class Store:
             payload = split(outcome)
         chunks = payload.chunks()
         size = sum(memoryview(c).nbytes for c in chunks)
+        self._written += size
         if size > LARGE and self.results_dir is not None:
             digest = hashlib.blake2b(digest_size=20)
             for c in chunks:
