@@ -80,6 +80,10 @@ class Store:
         self.path = path
         self.warning: str | None = None  # why this store keeps its records in memory only
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        #: finished parts: they wake nobody (the store thread looks every ``SYNC_EVERY``, and
+        #: at once when a run ends or someone flushes); a wake-up per chunk took engines' CPU
+        self._parts: collections.deque = collections.deque()
+        self._first_part: float | None = None  # when the oldest part not yet taken came
         self._runs: dict[str, Tracked] = {}
         self._runs_lock = threading.Lock()
         self._clusters: "weakref.WeakSet[Any]" = weakref.WeakSet()
@@ -217,7 +221,9 @@ class Store:
             with self._pending_lock:
                 self._pending[req.key] += 1
                 self._pending[req.leaf] += 1  # a later lookup of the leaf waits for it too
-        self._queue.put((run.id, part, payload, blob))
+        if self._first_part is None:
+            self._first_part = time.monotonic()
+        self._parts.append((run.id, part, payload, blob))
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until everything queued so far is written."""
@@ -245,8 +251,12 @@ class Store:
         size_limit = SizeLimit(self.path)  # housekeeping: results stay under the store's size limit
         while True:
             wrote = False
+            wait = SYNC_EVERY
+            oldest = self._first_part if not parts else since
+            if oldest is not None:  # parts wait at most WRITE_EVERY, though nothing wakes this thread
+                wait = max(0.0, min(wait, oldest + WRITE_EVERY - time.monotonic()))
             try:
-                item = self._queue.get(timeout=SYNC_EVERY)
+                item = self._queue.get(timeout=wait)
             except queue.Empty:
                 item = ()
             items = [item]
@@ -255,10 +265,13 @@ class Store:
                     items.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+            first, self._first_part = self._first_part, None
+            while self._parts:  # after the queue: parts recorded before a flush or an end are in
+                items.append(self._parts.popleft())
             now = time.monotonic()
             fresh = [i for i in items if isinstance(i, tuple) and i]
             if fresh and not parts:
-                since = now
+                since = min(now, first if first is not None else now)
             parts += fresh
             if any(i is None for i in items):
                 self._write_batch(parts, True)
