@@ -2,14 +2,17 @@
 
     Run ──start_run──> inbox ──> [dispatch thread] ── Evaluation (core)
                                    │   UnitRequest ─> Stream (per run × leaf)
-                                   │   Stream ─cut─> Chunk ─apply_async─> engine k
-    engine reply ─ipyparallel IO thread─> inbox ("done", chunk) ─> Outcomes / Recovery
+                                   │   Stream ─cut─> Chunk ─lane (or apply_async)─> engine k
+    engine's outcome ─lane─> [dispatch thread]  ─> ("done", chunk) ─> Outcomes / Recovery
+    apply reply ─ipyparallel IO thread─> inbox ─┘
 
-Messages (``run``, ``cancel``, ``done``, ``reused``, ``probed``, ``stop``) go to the
-handlers in ``Dispatcher._handlers``. One thread owns all mutable dispatch state
-(streams, chunks in flight, counters), so nothing here takes a lock; other threads
-only put messages in the inbox. What comes back is applied by ``outcomes.Outcomes``;
-chunks that do not come back are ``recovery.Recovery``'s (see ``seams.py``).
+Messages (``run``, ``cancel``, ``done``, ``reused``, ``probed``, ``hold``,
+``lane_returned``, ``stop``) go to the handlers in ``Dispatcher._handlers``; the
+lanes' own messages to ``lanes.Lanes``, read by this thread too (``inbox.py``). One
+thread owns all mutable dispatch state (streams, chunks in flight, counters), so
+nothing here takes a lock; other threads only put messages in the inbox. What comes
+back is applied by ``outcomes.Outcomes``; chunks that do not come back are
+``recovery.Recovery``'s (see ``seams.py``).
 Chunks go to a chosen engine (not through ipyparallel's task scheduler): we know
 where every unit is, which is what cancel and engine loss need, and a small
 per-engine queue (``depth``) hides the round trip. They go down the engine's lane
@@ -23,7 +26,6 @@ import contextlib
 import itertools
 import logging
 import os
-import queue
 import threading
 from typing import Any, Callable
 
@@ -33,7 +35,8 @@ from ..core.run import Run
 from ..core.serialize import Pickled, dump, dumps
 from .engine import PROGRESS_KEY, run_chunk
 from .errors import ClusterStopped
-from .lanes import Lanes
+from .inbox import Inbox
+from .lanes import OPEN_BEHIND, Lanes
 from .limits import Limits
 from .outcomes import Outcomes
 from .recovery import DEATH_GRACE, Recovery
@@ -50,7 +53,7 @@ class Dispatcher:
 
     def __init__(self, cluster: EnginePool) -> None:
         self.cluster = cluster
-        self.inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self.inbox = Inbox()
         self.streams: collections.deque[Stream] = collections.deque()
         self.stream_of: dict[tuple[str, int], Stream] = {}
         self.evaluations: dict[str, Evaluation] = {}
@@ -63,7 +66,7 @@ class Dispatcher:
         self._handlers: dict[str, Callable[..., None]] = {
             "run": self._on_run, "cancel": self._on_cancel, "done": self._on_done,
             "reused": self._on_reused, "probed": self.recovery.on_probed,
-            "lane": self._on_lane, "lane_returned": self._on_lane_returned, "hold": self._on_hold,
+            "lane_returned": self._on_lane_returned, "hold": self._on_hold,
         }
         self.lanes: Lanes | None = None
         self._lanes_tried = False
@@ -118,23 +121,17 @@ class Dispatcher:
         while True:
             dying = bool(self.recovery.dying)
             waiting = (bool(self.streams) or bool(self.outcomes.delayed) or dying or any(self.flight.values())
-                       or (self.lanes is not None and self.lanes.open))
-            try:
+                       or (self.lanes is not None and self.lanes.any))
+            messages = self._take()
+            if not messages:
                 # idle, it still wakes now and then: dead engines get replaced
-                message = self.inbox.get(timeout=(DEATH_GRACE if dying else 0.25) if waiting else 1.0)
-            except queue.Empty:
-                message = None
-                if self._trim_due and not self.evaluations:
+                self.inbox.wait((DEATH_GRACE if dying else 0.25) if waiting else 1.0)
+                messages = self._take()  # all of them, so a burst of replies schedules once
+                if not messages and self._trim_due and not self.evaluations:
                     # the last run's memory goes back once nothing came for a moment, not at its
                     # end: the next submit (a loop of runs) would wait ~1-2 ms for the trim
                     self._trim_due = False
                     give_back_free_memory()
-            messages = [] if message is None else [message]
-            while True:  # drain, so a burst of replies schedules once
-                try:
-                    messages.append(self.inbox.get_nowait())
-                except queue.Empty:
-                    break
             for kind, *args in messages:
                 if kind == "stop":
                     self._shutdown()
@@ -145,7 +142,7 @@ class Dispatcher:
                     log.exception("nbtasks dispatcher failed handling %s", kind)
             # hold no message while waiting for the next: a "done" holds its chunk, hence its
             # run and every result of it (arrays, maybe GBs), and an idle wait may last long
-            message = messages = args = None
+            messages = args = None
             try:
                 self.recovery.interrupt_abandoned()
                 self.recovery.probe_quiet_engines()
@@ -161,6 +158,12 @@ class Dispatcher:
                 self._schedule()
             except Exception:
                 log.exception("nbtasks dispatcher failed scheduling")
+
+    def _take(self) -> list:
+        """What the lanes brought (applied here: their outcomes post "done"s), then the inbox."""
+        if self.lanes is not None:
+            self.lanes.receive()
+        return self.inbox.take()
 
     def _on_run(self, run: Run) -> None:
         if run.done():  # cancelled before it got here
@@ -240,10 +243,6 @@ class Dispatcher:
             evaluation.request_done(request)
         self.forget_if_over(evaluation)
 
-    def _on_lane(self, identity: bytes, message: Any) -> None:
-        if self.lanes is not None:
-            self.lanes.on_message(identity, message)
-
     def _on_lane_returned(self, lane: Any) -> None:
         if self.lanes is not None:
             self.lanes.on_returned(lane)
@@ -253,18 +252,20 @@ class Dispatcher:
             self.lanes.hold(engines, delta)
 
     def _route(self, engine: int) -> Any:
-        """How the next chunk goes to ``engine``: a lane, True (apply) or False (not now)."""
+        """How the next chunk goes to ``engine``: a lane, True (apply), False (not now) or
+        ``OPEN_BEHIND`` (apply, and a lane opened behind it)."""
         if self.lanes is None and not self._lanes_tried:
             self._lanes_tried = True
             hosts = self.cluster.lane_hosts() if os.environ.get("NBTASKS_LANES", "1") != "0" else None
             if hosts is not None:
                 try:
                     self.lanes = Lanes(*hosts, self.post_from_engine)
+                    self.inbox.watch(self.lanes.socket)
                 except Exception:
                     log.info("nbtasks: no lanes (chunks go by apply)", exc_info=True)
         if self.lanes is None:
             return True
-        return self.lanes.route(engine, self.view(engine))
+        return self.lanes.route(engine)
 
     @staticmethod
     def started(chunk: Chunk) -> None:
@@ -369,7 +370,10 @@ class Dispatcher:
                     return
                 if len(self.flight[engine]) < self.depth:
                     route = self._route(engine)
-                    if route is not False:
+                    if route is OPEN_BEHIND:
+                        self._send_one(engine, len(engines), True)
+                        self.lanes.open(engine, self.view(engine))
+                    elif route is not False:
                         self._send_one(engine, len(engines), route)
 
     def _send_one(self, engine: int, n_engines: int, route: Any) -> None:
@@ -463,3 +467,4 @@ class Dispatcher:
         if self.lanes is not None:
             self.lanes.close()
         self._stopped = True
+        self.inbox.close()

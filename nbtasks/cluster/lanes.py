@@ -1,7 +1,8 @@
 """Lanes: the client's end of a socket of our own to each engine, for chunks.
 
-    dispatch thread ─send─> [inproc] ─> lanes thread ─ROUTER─> engine (``engine_lane.run_lane``)
-    dispatch thread <─inbox ("lane", ...)─ lanes thread <─ROUTER─ engine
+    dispatch thread ─ROUTER─> engine (``engine_lane.run_lane``): chunks, drop, close
+    dispatch thread <─ROUTER─ engine: hello, data, outcome, aborted, failed, bye
+    (the dispatch thread's inbox wakes for the ROUTER too: ``inbox.py``)
 
 Why: a chunk sent by ``apply`` leaves its engine idle ~2.5-4 ms before the next one
 starts, although that one is already there (``engine_lane.py``); at 7-8 chunks a
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 import uuid
 from typing import Any, Callable
@@ -37,11 +37,12 @@ from .streams import Chunk
 
 log = logging.getLogger("nbtasks")
 
-__all__ = ["Lanes", "LaneReply", "LaneFailure"]
+__all__ = ["Lanes", "LaneReply", "LaneFailure", "OPEN_BEHIND"]
 
 IDLE = 0.5  # seconds a lane stays open without work
 QUIET = 3.0  # seconds an engine waits for a word from the client before it ends the lane itself
 BYE_WAIT = 1.0  # seconds to wait for a lane's last messages once its apply returned
+OPEN_BEHIND = "open behind"  # ``Lanes.route``: send by apply, then open a lane
 
 
 class LaneFailure(Exception):
@@ -110,43 +111,37 @@ class Lane:
 
 
 class Lanes:
-    """Every lane of one dispatcher; used on the dispatch thread only (but ``close``)."""
+    """Every lane of one dispatcher, and their socket: used on the dispatch thread only."""
 
     def __init__(self, bind: str, connect: str, post: Callable[..., None]) -> None:
         import zmq
 
-        self.post = post  # into the dispatcher's inbox
+        self.post = post  # into the dispatcher's inbox (from ipyparallel's thread: a lane's apply returned)
         self.wire = Wire(os.urandom(32))
-        context = zmq.Context.instance()
-        self._router = context.socket(zmq.ROUTER)
-        self._router.linger = 1000
-        port = self._router.bind_to_random_port(f"tcp://{bind}")
+        self.socket = zmq.Context.instance().socket(zmq.ROUTER)
+        self.socket.linger = 1000
+        port = self.socket.bind_to_random_port(f"tcp://{bind}")
         self.address = f"tcp://{connect}:{port}"
-        inproc = f"inproc://nbtasks-lanes-{uuid.uuid4().hex}"
-        self._pull = context.socket(zmq.PULL)
-        self._pull.bind(inproc)
-        self._push = context.socket(zmq.PUSH)
-        self._push.connect(inproc)
         self.lanes: dict[bytes, Lane] = {}  # by identity
         self.of_engine: dict[int, Lane] = {}
         self.apply_only: set[int] = set()  # engines that could not open a lane
         self.held: dict[int, int] = {}  # engine -> holds: it takes applies for now
-        self._thread = threading.Thread(target=self._serve, name="nbtasks-lanes", daemon=True)
-        self._thread.start()
 
     # -- routing ------------------------------------------------------------------------
-    def route(self, engine: int, view: Any) -> Lane | bool:
+    def route(self, engine: int) -> Lane | bool | str:
         """How a chunk goes to ``engine`` now: its open lane; False: wait (a lane is
-        opening, or closing before an apply of ours); True: by ``apply``."""
+        opening, or closing before an apply of ours); True: by ``apply``; ``OPEN_BEHIND``:
+        by apply, then ``open`` a lane behind it (the engine starts at once, every engine
+        of a fresh cluster gets work, and the chunks after go down the lane)."""
         if engine in self.apply_only or self.held.get(engine):
             return True
         lane = self.of_engine.get(engine)
         if lane is None:
-            self._open(engine, view)
-            return False
+            return OPEN_BEHIND
         return lane if lane.state == Lane.OPEN else False
 
-    def _open(self, engine: int, view: Any) -> None:
+    def open(self, engine: int, view: Any) -> None:
+        """Open a lane to ``engine`` (its apply queues behind what was sent there)."""
         lane = Lane(engine)
         try:
             lane.ar = view.apply_async(run_lane, self.address, lane.identity, self.wire.key, QUIET)
@@ -198,7 +193,8 @@ class Lanes:
                                                            "before it read the chunk"))
 
     @property
-    def open(self) -> bool:
+    def any(self) -> bool:
+        """Whether some lane is open (or opening, or closing)."""
         return bool(self.lanes)
 
     # -- what comes back ------------------------------------------------------------------
@@ -275,37 +271,26 @@ class Lanes:
     # -- the socket -----------------------------------------------------------------------
     def _send(self, lane: Lane, kind: str, *args: Any, head: bytes | None = None, buffers: Any = ()) -> None:
         frames = [lane.identity, *self.wire.pack(kind, *args, head=head, buffers=buffers)]
-        self._push.send_multipart(frames, copy=Wire.copy(frames))
+        self.socket.send_multipart(frames, copy=Wire.copy(frames))
 
-    def _serve(self) -> None:
-        """The lanes thread: what the dispatcher sends goes out; what engines send is
-        checked and goes to the dispatcher's inbox."""
+    def receive(self) -> None:
+        """Take what engines sent (checked: a message not signed with the key is dropped)."""
         import zmq
 
-        poller = zmq.Poller()
-        poller.register(self._router, zmq.POLLIN)
-        poller.register(self._pull, zmq.POLLIN)
         while True:
             try:
-                ready = dict(poller.poll())
-            except zmq.ZMQError:
-                return  # closed under us
-            if self._pull in ready:
-                frames = self._pull.recv_multipart(copy=False)
-                if len(frames) == 1:  # the stop
-                    return
-                self._router.send_multipart(frames, copy=False)
-            if self._router in ready:
-                identity, *frames = self._router.recv_multipart(copy=False)
-                message = self.wire.unpack([f.buffer for f in frames])
-                if message is not None:
-                    self.post("lane", identity.bytes, message)
+                identity, *frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            message = self.wire.unpack([f.buffer for f in frames])
+            if message is not None:
+                try:
+                    self.on_message(identity.bytes, message)
+                except Exception:  # a bug here must not stop the dispatcher
+                    log.exception("nbtasks dispatcher failed handling a lane's %s", message.kind)
 
     def close(self) -> None:
-        """Tell every engine its lane is over, then stop the thread and the sockets."""
+        """Tell every engine its lane is over, and close the socket."""
         for lane in list(self.lanes.values()):
             self._close(lane)
-        self._push.send(b"")
-        self._thread.join(2.0)
-        for sock in (self._push, self._pull, self._router):
-            sock.close(linger=500)
+        self.socket.close(linger=500)

@@ -295,7 +295,8 @@ def test_an_engine_cut_off_from_its_controller_is_stopped_and_replaced(tmp_path)
     """An engine that stops answering heartbeats (frozen with SIGSTOP here; a host whose
     link went down looks the same to the controller) leaves the cluster while its process
     lives on: its units run elsewhere, each completes once, and the orphan is killed and
-    replaced instead of left to come back with stale results."""
+    replaced instead of left to come back with stale results. Units it finished in its
+    last moments, not yet streamed back (every 0.2 s), run again elsewhere; no other does."""
 
     def slow(x, directory=str(tmp_path)):
         time.sleep(0.05)
@@ -313,7 +314,11 @@ def test_an_engine_cut_off_from_its_controller_is_stopped_and_replaced(tmp_path)
         os.kill(pids[victim], signal.SIGSTOP)  # alive, silent
         try:
             assert run.result(120) == [-x for x in range(200)]
-            assert [len(executions(tmp_path, x)) for x in range(200)] == [1] * 200
+            ran = [executions(tmp_path, x) for x in range(200)]
+            assert all(ran)
+            again = [x for x in range(200) if len(ran[x]) > 1]
+            assert all(len(ran[x]) == 2 and ran[x][0] == pids[victim] for x in again), {x: ran[x] for x in again}
+            assert len(again) <= 5, again  # 0.2 s of its 50 ms units, and the one it was in
             deadline = time.monotonic() + 60
             while psutil.pid_exists(pids[victim]) and psutil.Process(pids[victim]).status() != psutil.STATUS_ZOMBIE:
                 assert time.monotonic() < deadline, "the cut-off engine was left running"
