@@ -92,8 +92,13 @@ def test_engines_that_cannot_reach_the_lanes_get_their_chunks_by_apply(monkeypat
     with nt.Cluster(n=2) as own:
         run = nt.ParallelTask(lambda x: x * x).submit(range(50), cluster=own, progress=False, store=False)
         assert run.result(60) == [x * x for x in range(50)]
-        assert own._dispatcher.lanes.apply_only == set(own.engines)
         assert nt.ParallelTask(lambda x: -x).run([1, 2], cluster=own, progress=False, store=False) == [-1, -2]
+        deadline = time.monotonic() + 30  # each engine gives its lane up once no hello came back
+        while own._dispatcher.lanes.apply_only != set(own.engines):
+            assert time.monotonic() < deadline, own._dispatcher.lanes.apply_only
+            time.sleep(0.1)
+        assert nt.ParallelTask(lambda x: x + 1).run(range(20), cluster=own, progress=False,
+                                                    store=False) == list(range(1, 21))
 
 
 @pytest.mark.parametrize("lanes", ["1", "0"])
