@@ -76,9 +76,6 @@ class LaneReply:
         else:
             self._callbacks.append(callback)
 
-    def done(self) -> bool:
-        return self._done
-
     def get(self, timeout: float | None = None) -> Any:
         if not self._done:
             raise TimeoutError("the chunk's outcome has not come yet")
@@ -93,6 +90,11 @@ class LaneReply:
         callbacks, self._callbacks = self._callbacks, []
         for callback in callbacks:
             callback(self)
+
+
+def _unread(lane: "Lane") -> LaneFailure:
+    """For chunks still on a lane that ended: the engine never read them, they run again."""
+    return LaneFailure("TaskAborted", f"engine {lane.engine} ended its lane before it read the chunk")
 
 
 class Lane:
@@ -189,8 +191,7 @@ class Lanes:
             if lane.state == Lane.OPEN and not lane.chunks and now - lane.last_used > IDLE:
                 self._close(lane)
             elif lane.returned is not None and now - lane.returned > BYE_WAIT:
-                self._end(lane, LaneFailure("TaskAborted", f"engine {lane.engine} ended its lane "
-                                                           "before it read the chunk"))
+                self._end(lane, _unread(lane))
 
     @property
     def any(self) -> bool:
@@ -227,8 +228,7 @@ class Lanes:
                          else LaneFailure(*args[1:]))
                 chunk.ar.set(error=error)
         elif kind == "bye":
-            self._end(lane, LaneFailure("TaskAborted", f"engine {lane.engine} ended its lane "
-                                                       "before it read the chunk"))
+            self._end(lane, _unread(lane))
 
     def on_returned(self, lane: Lane) -> None:
         """The lane's apply returned: with an error (its engine died), every chunk still
