@@ -253,9 +253,11 @@ def message_rows(point: Result) -> list[str]:
         status, data = iopub.get("status", 0), iopub.get("data_message", 0)
         other = sum(iopub.values()) - status - data
         total = messages(s)
+        per_msg = f"{1e6 * cpu['hub'] / total:,.0f}" if total else "—"
+        sent = s.get("chunks") or s["requests"]  # nbtasks' chunks go down lanes, not as requests
         rows.append(f"| {label.split(' (')[0]} | {point['engines']} | {s['requests']:,} | {status:,} | {data:,} "
-                    f"| {other:,} | {total / span:,.0f} | {1e6 * cpu['hub'] / max(total, 1):,.0f} "
-                    f"| {1000 * cpu['client'] / max(s['requests'], 1):.1f} "
+                    f"| {other:,} | {total / span:,.0f} | {per_msg} "
+                    f"| {1000 * cpu['client'] / max(sent, 1):.1f} "
                     f"| {s['log_bytes'] / 1024:,.0f} | {pct(cpu['client'], span)} | {pct(cpu['hub'], span)} "
                     f"| {pct(cpu['children'], span)} | {pct(cpu['engines'], span)} |")
     return rows
@@ -307,7 +309,8 @@ def report(points: dict[str, Result], orphans: list[str] | None = None) -> list[
               "Every nbtasks run: " + "; ".join(
                   f"{p['engines']} engines {[round(r['wall'], 2) for r in p['runs']]} s" for p in ok) + ".", ""]
     lines += ["| peer | engines | requests | IOPub `status` | IOPub `data_message` | IOPub other "
-              "| controller msgs/s | hub CPU per msg (µs) | client CPU per request (ms) | controller log (KiB) "
+              "| controller msgs/s | hub CPU per msg (µs) | client CPU per request or nbtasks chunk (ms) "
+              "| controller log (KiB) "
               "| client CPU | hub CPU | rest of controller CPU | engines CPU |",
               "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for p in ok:
