@@ -119,7 +119,7 @@ class Dispatcher:
     # -- the thread ---------------------------------------------------------------
     def _loop(self) -> None:
         while True:
-            dying = bool(self.recovery.dying)
+            dying = bool(self.recovery.dying) or (self.lanes is not None and self.lanes.dying)
             waiting = (bool(self.streams) or bool(self.outcomes.delayed) or dying or any(self.flight.values())
                        or (self.lanes is not None and self.lanes.any))
             messages = self._take()

@@ -25,6 +25,8 @@ PROGRESS_KEY = "nbtasks.progress"
 UNITS_KEY = "nbtasks.units."  # + the position of the piece's first unit
 _PROGRESS_EVERY = 0.1  # seconds between two reports from one engine (the last one always goes)
 _last_report = [0.0]
+#: seconds between two sends of finished units while a chunk goes on (``_Streamer``)
+STREAM_EVERY = 0.2
 #: frames a reply may have: ipyparallel pickles a result tuple of 64 items or more whole
 REPLY_FRAMES = 60
 
@@ -101,7 +103,7 @@ class _Streamer:
     take longer to send again (at ``RESEND_RATE``) than they took to run are held back, to
     run again should the engine die."""
 
-    EVERY = 0.2
+    EVERY = STREAM_EVERY
     RESEND_RATE = 100e6  # bytes/s: about a 1 Gb/s network (loopback is ~10x faster)
 
     def __init__(self, units: int, publish: Publish) -> None:

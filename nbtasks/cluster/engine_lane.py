@@ -21,16 +21,18 @@ from __future__ import annotations
 import collections
 import signal
 import threading
+import time
 import traceback
 from typing import Any
 
 from ..core.serialize import Pickled
-from .engine import execute
+from .engine import STREAM_EVERY, execute
 from .lanewire import Wire
 
 __all__ = ["run_lane", "HELLO_WAIT"]
 
 HELLO_WAIT = 3.0  # seconds for the client to answer; no answer: it is out of reach, use applies
+SETTLE_WAIT = 0.1  # seconds a long chunk's outcome may take to leave before the next chunk starts
 
 
 def run_lane(address: str, identity: bytes, key: bytes, quiet: float) -> int:
@@ -116,14 +118,29 @@ class _Lane:
 
     def run(self, args: tuple, payload: list) -> None:
         chunk_id, token, blob, first_index, budget = args
+        started = time.monotonic()
         try:
             outcome = execute(token, blob, first_index, budget, Pickled(bytes(payload[0]), payload[1:]),
                               lambda data: self.send("data", chunk_id, data))
         except BaseException as exc:  # the task could not even start here: the client says so
             self.send("failed", chunk_id, type(exc).__name__, str(exc), traceback.format_exc())
             return
-        self.send("outcome", chunk_id, head=outcome.head, buffers=outcome.buffers)
+        # a chunk that took EVERY or longer is out of the process before the next one starts:
+        # its units are then never run again if the engine dies (README, "When things go
+        # wrong"); zmq sends from a thread of its own, ~0.1 ms later, a moment a kill can hit
+        settle = time.monotonic() - started >= STREAM_EVERY
+        self.send("outcome", chunk_id, head=outcome.head, buffers=outcome.buffers, settle=settle)
 
-    def send(self, kind: str, *args: Any, head: bytes | None = None, buffers: Any = ()) -> None:
+    def send(self, kind: str, *args: Any, head: bytes | None = None, buffers: Any = (),
+             settle: bool = False) -> None:
         frames = self.wire.pack(kind, *args, head=head, buffers=buffers)
-        self.sock.send_multipart(frames, copy=Wire.copy(frames))
+        if not settle:
+            self.sock.send_multipart(frames, copy=Wire.copy(frames))
+            return
+        import zmq
+
+        tracker = self.sock.send_multipart(frames, copy=False, track=True)
+        try:
+            tracker.wait(SETTLE_WAIT)
+        except zmq.NotDone:  # the client is slow to take it: it goes when it can
+            pass

@@ -33,6 +33,7 @@ from typing import Any, Callable
 from ..core.serialize import Pickled
 from .engine_lane import run_lane
 from .lanewire import Message, Wire
+from .recovery import DEATH_GRACE
 from .streams import Chunk
 
 log = logging.getLogger("nbtasks")
@@ -100,7 +101,7 @@ def _unread(lane: "Lane") -> LaneFailure:
 class Lane:
     """One engine's lane, from the ``apply`` that opens it to its ``bye``."""
 
-    OPENING, OPEN, CLOSING = "opening", "open", "closing"
+    OPENING, OPEN, CLOSING, DYING = "opening", "open", "closing", "dying"
 
     def __init__(self, engine: int) -> None:
         self.engine = engine
@@ -109,6 +110,7 @@ class Lane:
         self.chunks: dict[int, Chunk] = {}  # sent down it, not answered yet
         self.last_used = time.monotonic()
         self.returned: float | None = None  # when its apply returned (its "bye" may still come)
+        self.died: tuple[float, BaseException] | None = None  # when its engine died, and the error
         self.ar: Any = None
 
 
@@ -192,6 +194,13 @@ class Lanes:
                 self._close(lane)
             elif lane.returned is not None and now - lane.returned > BYE_WAIT:
                 self._end(lane, _unread(lane))
+            elif lane.died is not None and now - lane.died[0] > DEATH_GRACE:
+                self._end(lane, lane.died[1])
+
+    @property
+    def dying(self) -> bool:
+        """Whether a lane whose engine died waits for the last of what it sent."""
+        return any(lane.died is not None for lane in self.lanes.values())
 
     @property
     def any(self) -> bool:
@@ -231,14 +240,21 @@ class Lanes:
             self._end(lane, _unread(lane))
 
     def on_returned(self, lane: Lane) -> None:
-        """The lane's apply returned: with an error (its engine died), every chunk still
-        on it fails with that error; else its "bye" comes (or came) on the socket."""
+        """The lane's apply returned. Its engine died: after ``DEATH_GRACE`` for what it sent
+        last (``tidy``), every chunk still on it fails with that error. Another error: at
+        once. No error: its "bye" comes (or came) on the socket."""
         if self.lanes.get(lane.identity) is not lane:
             return
         try:
             ran = lane.ar.get(0)
         except Exception as exc:
-            if lane.state == Lane.OPENING and getattr(exc, "ename", None) != "EngineError":
+            if getattr(exc, "ename", None) == "EngineError":
+                # what it sent just before it died may still be on its way, and may come after
+                # ipyparallel's word of the death: the lane stays to take it, then ends
+                lane.state = Lane.DYING
+                lane.died = (time.monotonic(), exc)
+                return
+            if lane.state == Lane.OPENING:
                 log.info("nbtasks: engine %s could not open a lane (%s); its chunks go by apply",
                          lane.engine, exc)
                 self.apply_only.add(lane.engine)
