@@ -191,10 +191,14 @@ class Dispatcher:
             return
         chunks = self.flight.get(chunk.engine, [])
         if chunk in chunks:
-            # an engine answers in order: chunks sent to it before this one that are
-            # still waiting will never be answered (an interrupt can hit the reply)
+            # an engine answers in order: chunks sent to it before this one, the same way, that
+            # are still waiting will never be answered (an interrupt can hit an apply's reply).
+            # Not across ways: a lane's outcome, straight from the engine, can overtake the
+            # reply to an apply the engine ran before it, which comes through the controller
+            lane = Lanes.carries(chunk)
             for older in chunks[: chunks.index(chunk)]:
-                self.recovery.give_up(older, f"engine {chunk.engine} answered a later chunk first")
+                if Lanes.carries(older) == lane:
+                    self.recovery.give_up(older, f"engine {chunk.engine} answered a later chunk first")
             chunks.remove(chunk)
             if chunks:
                 self.started(chunks[0])  # the engine moves on to the chunk queued behind

@@ -8,6 +8,7 @@ import pickle
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import zmq
 
@@ -117,3 +118,35 @@ def test_results_records_and_progress_are_the_same_with_and_without_lanes(lanes,
         assert {r.engine for r in records} <= set(own.engines)
         assert [r.stdout for r in records] == [f"unit {x}\n" for x in range(30)]
         assert (own._dispatcher.lanes is not None) == (lanes == "1")
+
+
+def test_a_lane_outcome_that_overtakes_an_earlier_apply_reply_runs_nothing_twice(tmp_path):
+    """An engine's first chunk goes by apply and its lane opens behind it. The apply's reply
+    comes through the controller, the lane's outcomes straight from the engine: with the
+    controller frozen a moment, the later outcomes come first. That is no lost reply (the
+    engine answers in order on each way, not across them): no unit runs twice."""
+
+    def once(x, directory=str(tmp_path)):
+        with open(os.path.join(directory, f"{x}-{time.time_ns()}"), "w"):
+            pass
+        time.sleep(0.05)
+        return x
+
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    with nt.Cluster(n=2) as own:
+        started = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+        [controller] = [p for p in started if "ipyparallel.controller" in p.cmdline()
+                        and "ipyparallel.controller" not in p.parent().cmdline()]  # not its schedulers
+        parts = [controller, *controller.children(recursive=True)]
+        run = nt.ParallelTask(once).submit(range(40), cluster=own, progress=False, store=False)
+        time.sleep(0.03)  # the first chunks and the lanes' applies are on the engines
+        for part in parts:
+            part.suspend()
+        try:
+            time.sleep(0.6)  # the first chunks answer into the frozen controller; lanes go on
+        finally:
+            for part in parts:
+                part.resume()
+        assert run.result(60) == list(range(40))
+        ran = sorted(int(name.split("-")[0]) for name in os.listdir(tmp_path))
+        assert ran == list(range(40))
