@@ -423,12 +423,12 @@ class Dispatcher:
         stream.sizer.observe_bytes(chunk.n, sent=pickled.nbytes)
         self.limits.sent(task, chunk.n)
         # big buffers (arrays) in the inputs go as zmq frames of their own, not copied
+        budget = stream.sizer.probe_budget()
         if route is True:
             chunk.ar = self.view(engine).apply_async(run_chunk, stream.token, stream.blob, parts[0][1],
-                                                     stream.sizer.probe_budget(), *pickled.wire())
+                                                     budget, *pickled.wire())
         else:
-            self.lanes.send(route, chunk, stream.token, stream.blob, parts[0][1],
-                            stream.sizer.probe_budget(), pickled)
+            chunk.ar = self.lanes.send(route, chunk, stream.token, stream.blob, parts[0][1], budget, pickled)
             chunk.probed = True  # a lane loses no reply to a stray interrupt: nothing to probe
         stream.in_flight += 1
         self.flight[engine].append(chunk)

@@ -158,12 +158,12 @@ class Lanes:
 
     def send(self, lane: Lane, chunk: Chunk, token: str, blob: bytes, first_index: int,
              budget: float | None, inputs: Pickled) -> LaneReply:
-        chunk.ar = LaneReply()
+        """Send ``chunk`` down ``lane``; returns what its outcome will be set on (``chunk.ar``)."""
         lane.chunks[chunk.id] = chunk
         lane.last_used = time.monotonic()
         self._send(lane, "chunk", chunk.id, token, blob, first_index, budget,
                    head=inputs.head, buffers=inputs.buffers)
-        return chunk.ar
+        return LaneReply()
 
     def drop(self, chunks: list[Chunk]) -> None:
         """Chunks queued on their engines that should not run (their run is over)."""
