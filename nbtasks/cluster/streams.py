@@ -22,16 +22,17 @@ __all__ = ["Stream", "Chunk"]
 class Stream:
     """Units of one leaf node of one run that wait for an engine."""
 
-    def __init__(self, evaluation: Evaluation, request: UnitRequest) -> None:
+    def __init__(self, evaluation: Evaluation, request: UnitRequest, sizer: ChunkSizer | None = None) -> None:
         self.evaluation = evaluation
         self.node = request.node
+        self.mode = request.mode
         self.token = uuid.uuid4().hex
         self.blob = _task_blob(request)
         #: [request, next, stop, avoid]: units next..stop-1 of request; avoid an engine id
         #: (a unit handed back with nt.Retry runs elsewhere if it can)
         self.segments: collections.deque[list] = collections.deque()
         self.pending = 0
-        self.sizer = ChunkSizer()
+        self.sizer = sizer or ChunkSizer()
         self.in_flight = 0
 
     def add(self, request: UnitRequest, start: int = 0, stop: int | None = None,
@@ -111,7 +112,7 @@ def _combiner(extra: tuple) -> tuple:
 
 
 class Chunk:
-    __slots__ = ("id", "stream", "parts", "engine", "ar", "n", "signalled", "started",
+    __slots__ = ("id", "stream", "parts", "engine", "ar", "n", "signalled", "started", "began",
                  "interrupts", "lost", "sent", "probed")
 
     def __init__(self, id: int, stream: Stream, parts: list, engine: int) -> None:
@@ -123,6 +124,7 @@ class Chunk:
         self.ar: Any = None
         self.signalled = 0.0  # when we last sent SIGINT for it
         self.started = False  # first in its engine's queue: its units count as running
+        self.began = 0.0  # when it became first in its engine's queue (monotonic)
         self.interrupts = 0  # SIGINTs sent for it (its run is over)
         self.lost = False  # given up: its engine answered a later chunk
         self.sent = time.monotonic()

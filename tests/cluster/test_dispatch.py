@@ -93,6 +93,37 @@ def test_a_probe_runs_what_its_time_allows_and_the_rest_waits_without_counting_a
     assert max(first) <= 5, first  # ~20 ms of 10 ms units, not the 15 units the probe carried
 
 
+def test_a_task_run_again_sizes_its_first_chunks_from_its_last_run_instead_of_probing(cluster):
+    """A loop of runs, a cell run again: the second run knows its units take ~20 ms, so its
+    first chunks are shares of the work (not probes of one unit each), and it needs fewer.
+    (No store: the units' results would be found there by later tests.)"""
+    task = nt.ParallelTask(spin)
+    first = task.submit([0.02] * 40, cluster=cluster, progress=False, store=False)
+    first.result(60)
+    again = task.submit([0.02] * 40, cluster=cluster, progress=False, store=False)
+    assert again.result(60) == [0.02] * 40
+    probes = [c.stop - c.start for c in first._chunks[:2]]
+    opening = [c.stop - c.start for c in again._chunks[:2]]
+    assert max(probes) <= 2 and min(opening) >= 5, (probes, opening)
+    assert len(again._chunks) < len(first._chunks)
+
+
+def test_the_last_units_go_to_the_engine_that_will_be_free_first(cluster):
+    """With equal units and no probes, the first chunks of both engines are sized at once;
+    the last units then go where they end soonest, not to the first engine with room in its
+    queue (that gave one engine two units more, and the other idled 100 ms)."""
+    task = nt.ParallelTask(spin)
+    task.submit([0.05] * 8, cluster=cluster, progress=False, store=False).result(60)  # its unit time
+    run = task.submit([0.05] * 40, cluster=cluster, progress=False, store=False)
+    run.result(60)
+    ends: dict[int, float] = {}
+    for unit in run.units():
+        ends[unit.engine] = max(ends.get(unit.engine, 0.0), unit.end)
+    assert len(ends) == 2
+    first_done, last_done = sorted(ends.values())
+    assert last_done - first_done < 0.04, ends  # less than one unit apart
+
+
 def test_lambdas_closures_and_classes_from_main_run_on_engines(python_script):
     script = python_script('''
 import nbtasks as nt
