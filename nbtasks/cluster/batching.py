@@ -15,7 +15,8 @@ A task run again (a loop of runs, a cell run again) starts from the time per uni
 its last run measured (``UnitTimes``) instead of probing: 40 units of 50 ms on 2
 engines went in ~5.5 chunks per engine, not ~7.5. A guess that is wrong costs
 little: until a chunk is measured it only caps chunks (at ``target`` seconds), which
-are still shares of what is left, and the first one measured replaces it.
+are still shares of what is left; a chunk it sized stops at twice the time it said
+(``probe_budget``), and the first one measured replaces it.
 """
 
 from __future__ import annotations
@@ -44,9 +45,16 @@ class ChunkSizer:
     def probing(self) -> bool:
         return self.per_unit is None
 
-    def probe_budget(self) -> float | None:
-        """Seconds the next chunk may run before its engine stops it (None: no limit)."""
-        return self.floor if self.per_unit is None else None
+    def probe_budget(self, units: int = 1) -> float | None:
+        """Seconds the next chunk (of ``units``) may run before its engine stops it (None: no
+        limit): a probe's ``floor``; a chunk sized by the last run's time per unit twice what
+        that says, so units much slower now come back unrun after the first and the rest go
+        in chunks sized by it (40 x 50 ms after 4 x 1 ms took ~1.020 s, not ~1.010 s)."""
+        if self.per_unit is None:
+            return self.floor
+        if not self.samples:
+            return max(self.floor, 2 * units * self.per_unit)
+        return None
 
     def __init__(self, prior: float | None = None) -> None:
         self.per_unit: float | None = prior  # seconds, exponentially averaged (at first: ``prior``)

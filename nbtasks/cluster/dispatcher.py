@@ -460,7 +460,7 @@ class Dispatcher:
         stream.sizer.observe_bytes(chunk.n, sent=pickled.nbytes)
         self.limits.sent(task, chunk.n)
         # big buffers (arrays) in the inputs go as zmq frames of their own, not copied
-        budget = stream.sizer.probe_budget()
+        budget = stream.sizer.probe_budget(chunk.n)
         if route is True:
             chunk.ar = self.view(engine).apply_async(run_chunk, stream.token, stream.blob, parts[0][1],
                                                      budget, *pickled.wire())

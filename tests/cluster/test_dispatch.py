@@ -108,6 +108,19 @@ def test_a_task_run_again_sizes_its_first_chunks_from_its_last_run_instead_of_pr
     assert len(again._chunks) < len(first._chunks)
 
 
+def test_units_much_slower_than_last_time_stop_the_guessed_chunks_after_one_unit(cluster):
+    """The same task again with units 50 times longer: the chunks sized by last run's time
+    stop at twice what it said, after their first unit, and hand the rest back (not counted
+    as retried); the next chunks are sized by what those measured."""
+    task = nt.ParallelTask(spin)
+    task.submit([0.001] * 40, cluster=cluster, progress=False, store=False).result(60)
+    run = task.submit([0.05] * 24, cluster=cluster, progress=False, store=False)
+    assert run.result(60) == [0.05] * 24
+    opening = [c.stop - c.start for c in run._chunks[:2]]
+    assert max(opening) == 1, opening  # chunks of 6 and 5 units, each stopped after one
+    assert run.counts()["retried"] == 0 and run.counts()["done"] == 24
+
+
 def test_the_last_units_go_to_the_engine_that_will_be_free_first(cluster):
     """With equal units and no probes, the first chunks of both engines are sized at once;
     the last units then go where they end soonest, not to the first engine with room in its
