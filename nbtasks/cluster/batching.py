@@ -104,14 +104,8 @@ class UnitTimes:
         self._times: "weakref.WeakKeyDictionary[Any, dict[str, float]]" = weakref.WeakKeyDictionary()
 
     def sizer(self, task: Any, mode: str) -> ChunkSizer:
-        try:
-            return ChunkSizer(self._times.get(task, {}).get(mode))
-        except TypeError:  # a task that cannot be weakly referenced: it probes
-            return ChunkSizer()
+        return ChunkSizer(self._times.get(task, {}).get(mode))
 
     def learned(self, task: Any, mode: str, sizer: ChunkSizer) -> None:
         if sizer.samples:
-            try:
-                self._times.setdefault(task, {})[mode] = sizer.per_unit
-            except TypeError:
-                pass
+            self._times.setdefault(task, {})[mode] = sizer.per_unit

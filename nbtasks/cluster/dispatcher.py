@@ -398,6 +398,8 @@ class Dispatcher:
         for engine in list(self.flight):
             if engine not in engines and not self.flight[engine]:
                 del self.flight[engine]
+        if all(len(self.flight[engine]) >= self.depth for engine in engines):
+            return  # every queue is full (a streamed piece, a progress report came)
         # when each engine that can take a chunk now will be done with what it has
         free = {engine: self._free_at(engine) for engine in engines if self._route(engine) is not False}
         soonest = _soonest(free)
